@@ -1,0 +1,30 @@
+# Two set-up commands: `make run` (demo daemon on http://127.0.0.1:8080) and `make test` (whole suite).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test bench check-config clean
+
+$(STAMP): setup.cfg pyproject.toml
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y --no-install-recommends python3-venv python3-pip; \
+	  else echo "need python3-venv: sudo apt-get install python3-venv" >&2; exit 1; fi; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/status-bridge demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/parse_statusdat.py ../shared/corpus/status-1k.dat.gz
+	$(BIN)/python bench/parse_statusdat.py ../shared/corpus/status-100k.dat.gz
+
+clean:
+	rm -rf $(VENV) build *.egg-info

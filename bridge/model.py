@@ -1,0 +1,116 @@
+"""Core value types shared by the parser, the sources, aggregation and renderers."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+
+class HostState(enum.IntEnum):
+    """Nagios host ``current_state`` values."""
+
+    UP = 0
+    DOWN = 1
+    UNREACHABLE = 2
+
+
+class ServiceState(enum.IntEnum):
+    """Nagios service ``current_state`` values."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+class Status(str, enum.Enum):
+    """What the page claims about a check, component or group."""
+
+    UP = "up"
+    PARTIAL = "partial"
+    DOWN = "down"
+    MAINTENANCE = "maintenance"
+    NODATA = "nodata"
+
+
+class CheckState(NamedTuple):
+    """One host or service as the monitoring last reported it (service is None for a host)."""
+
+    host: str
+    service: str | None
+    current_state: int
+    state_type: int  # 0 SOFT, 1 HARD
+    last_hard_state: int
+    has_been_checked: bool
+    acknowledged: bool
+    downtime_depth: int
+    flapping: bool
+    last_check: int
+    last_state_change: int
+    plugin_output: str
+    long_plugin_output: str
+
+
+@dataclass(frozen=True)
+class StatusData:
+    """A complete, successfully parsed status.dat (or equivalent source state)."""
+
+    created: float
+    version: str | None
+    hosts: dict[str, CheckState] = field(default_factory=dict)
+    services: dict[tuple[str, str], CheckState] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    """Freshness of the monitoring input as seen by the tailer (all times are epoch seconds)."""
+
+    stale: bool
+    reason: str | None = None  # why stale, e.g. "status.dat missing", "data older than 180 s"
+    data_created: float | None = None  # info.created of the snapshot in use
+    last_parse_seconds: float | None = None
+    last_error: str | None = None
+    last_error_time: float | None = None
+    parses_total: int = 0
+    errors_total: int = 0
+
+
+@dataclass(frozen=True)
+class ComponentView:
+    """A component's computed state; status is what the page shows, monitored_status what monitoring says."""
+
+    id: str
+    name: str
+    group_id: str
+    description: str
+    status: Status
+    monitored_status: Status
+    checks_matched: int
+
+
+@dataclass(frozen=True)
+class GroupView:
+    """A group's computed state by the Oxford rule, with its components."""
+
+    id: str
+    name: str
+    description: str
+    status: Status
+    components: tuple[ComponentView, ...]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the renderers need, computed at one instant; never mutated after build."""
+
+    page_name: str
+    page_url: str
+    generated_at: float  # the `now` the snapshot was built for
+    data_created: float | None  # info.created of the monitoring data, None when never had any
+    stale: bool
+    stale_reason: str | None
+    status: Status  # page status: UP (smoothly), PARTIAL (some problems), DOWN (major problems)
+    banner: str
+    groups: tuple[GroupView, ...]
+    health: SourceHealth
