@@ -19,8 +19,10 @@ $(STAMP): setup.cfg pyproject.toml
 run: $(STAMP)
 	$(BIN)/status-bridge demo
 
+# pytest exits 5 when it collected no tests: that is a failure here, not a pass.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "make test: pytest ran no tests" >&2; exit 1; fi; exit $$rc
 
 bench: $(STAMP)
 	$(BIN)/python bench/parse_statusdat.py ../shared/corpus/status-1k.dat.gz

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from bridge.model import Status
+from bridge.configcheck import Checker, join, parse_listen, syntax_problem, url_problem
+from bridge.model import Status, StatusData
 
 RULES = ("worst", "all", "quorum")
 
@@ -93,3 +96,218 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+# Allowed keys per table; anything else is reported as a likely typo.
+_SECTION_KEYS = {"page": ("name", "url"), "nagios": ("status_file", "stale_after"), "http": ("listen", "cache_seconds")}
+_GROUP_KEYS = ("id", "name", "description", "component")
+_COMPONENT_KEYS = ("id", "name", "description", "rule", "quorum", "soft_states", "checks", "states")
+_CHECK_KEYS = ("host", "service")
+_STATUS_VALUES = tuple(s.value for s in Status)
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a TOML config file; raise ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    try:
+        # utf-8-sig: editors on Windows like to add a BOM, which tomllib rejects.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not valid UTF-8 at byte {exc.start}"]) from exc
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path | None = None) -> Config:
+    """Validate TOML text (path is for messages and relative status_file); raise ConfigError listing every problem."""
+    label = str(path) if path is not None else "<config>"
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([syntax_problem(label, exc)]) from exc
+    ck = Checker(label)
+    ck.keys(doc, "", (*_SECTION_KEYS, "group"))
+    page, nagios, http = (ck.section(doc, name, keys) for name, keys in _SECTION_KEYS.items())
+    page_url = ck.string(page, "url", "page")
+    if page_url and (reason := url_problem(page_url)):
+        ck.problem("page.url", reason)
+    host, port = Config.listen_host, Config.listen_port
+    listen = ck.string(http, "listen", "http", f"{host}:{port}")
+    parsed = parse_listen(listen)
+    if isinstance(parsed, str):
+        ck.problem("http.listen", parsed)
+    else:
+        host, port = parsed
+
+    config = Config(
+        path=path,
+        page_name=ck.string(page, "name", "page", Config.page_name, nonempty=True),
+        page_url=page_url,
+        statusdat_path=_status_file(ck, nagios, path),
+        stale_after=ck.number(nagios, "stale_after", "nagios", Config.stale_after, 0),
+        cache_seconds=ck.integer(http, "cache_seconds", "http", Config.cache_seconds, 0),
+        listen_host=host,
+        listen_port=port,
+        groups=_groups(ck, doc.get("group", [])),
+    )
+    if ck.problems:
+        raise ConfigError(ck.problems)
+    return config
+
+
+def _status_file(ck: Checker, nagios: dict[str, Any], path: Path | None) -> Path | None:
+    """nagios.status_file, relative to the config file's directory so the daemon's cwd does not matter."""
+    if "status_file" not in nagios:
+        return None
+    value = ck.string(nagios, "status_file", "nagios", nonempty=True)
+    if not value.strip():
+        return None
+    status_file = Path(value)
+    if path is not None and not status_file.is_absolute():
+        status_file = Path(path).absolute().parent / status_file
+    return status_file
+
+
+def _groups(ck: Checker, raw: object) -> tuple[Group, ...]:
+    """All [[group]] tables; ids are checked for uniqueness across the file."""
+    group_seen: dict[str, str] = {}
+    comp_seen: dict[str, str] = {}
+    groups = []
+    for gi, tbl in ck.tables(raw, "group", "[[group]]"):
+        gpath = join("group", gi)
+        ck.keys(tbl, gpath, _GROUP_KEYS, required=("id", "name"))
+        gid = ck.slug(tbl, "id", gpath)
+        _unique(ck, group_seen, gid, join(gpath, "id"), "group")
+        comps = []
+        for ci, ctbl in ck.tables(tbl.get("component", []), join(gpath, "component"), "[[group.component]]"):
+            cpath = join(join(gpath, "component"), ci)
+            comp = _component(ck, ctbl, cpath, gid)
+            _unique(ck, comp_seen, comp.id, join(cpath, "id"), "component")
+            comps.append(comp)
+        groups.append(Group(
+            id=gid,
+            name=ck.string(tbl, "name", gpath, nonempty=True),
+            description=ck.string(tbl, "description", gpath),
+            components=tuple(comps),
+        ))
+    return tuple(groups)
+
+
+def _unique(ck: Checker, seen: dict[str, str], ident: str, path: str, kind: str) -> None:
+    """Report an id already used elsewhere, naming both places."""
+    if not ident:
+        return
+    if ident in seen:
+        ck.problem(path, f"duplicate {kind} id {ident!r} (also used at {seen[ident]})")
+    else:
+        seen[ident] = path
+
+
+def _component(ck: Checker, tbl: dict[str, Any], path: str, group_id: str) -> Component:
+    """One [[group.component]] table."""
+    ck.keys(tbl, path, _COMPONENT_KEYS, required=("id", "name", "checks"))
+    rule = ck.string(tbl, "rule", path, "worst")
+    if rule not in RULES:
+        ck.problem(join(path, "rule"), f"must be one of {', '.join(RULES)} (got {rule!r})")
+    quorum = ck.number(tbl, "quorum", path, Component.quorum, 0, 100)
+    if "quorum" in tbl and rule != "quorum" and rule in RULES:
+        ck.problem(join(path, "quorum"), f"only used with rule = \"quorum\" (rule is {rule!r})")
+    return Component(
+        id=ck.slug(tbl, "id", path),
+        name=ck.string(tbl, "name", path, nonempty=True),
+        group_id=group_id,
+        description=ck.string(tbl, "description", path),
+        checks=_checks(ck, tbl, path),
+        rule=rule,
+        quorum=quorum,
+        states=_states(ck, tbl, path),
+        soft_states=ck.boolean(tbl, "soft_states", path, False),
+    )
+
+
+def _checks(ck: Checker, tbl: dict[str, Any], path: str) -> tuple[CheckPattern, ...]:
+    """The checks = [{host=..., service=...}] list; at least one entry."""
+    if "checks" not in tbl:
+        return ()  # already reported as a missing required key
+    cpath = join(path, "checks")
+    entries = ck.tables(tbl["checks"], cpath, "checks = [{host = \"...\", service = \"...\"}]")
+    if tbl["checks"] == []:
+        ck.problem(cpath, "needs at least one {host = \"...\"} entry")
+    patterns = []
+    for i, entry in entries:
+        epath = join(cpath, i)
+        ck.keys(entry, epath, _CHECK_KEYS, required=("host",))
+        host = ck.string(entry, "host", epath, nonempty=True)
+        service = ck.string(entry, "service", epath, nonempty=True) if "service" in entry else None
+        patterns.append(CheckPattern(host=host, service=service))
+    return tuple(patterns)
+
+
+def _states(ck: Checker, tbl: dict[str, Any], path: str) -> dict[str, Status]:
+    """DEFAULT_STATES with the component's [states] overrides applied."""
+    states = dict(DEFAULT_STATES)
+    spath = join(path, "states")
+    overrides = ck.table(tbl.get("states", {}), spath)
+    ck.keys(overrides, spath, STATE_KEYS)
+    for key in STATE_KEYS:
+        value = ck.string(overrides, key, spath, states[key].value)
+        if value in _STATUS_VALUES:
+            states[key] = Status(value)
+        else:
+            ck.problem(join(spath, key), f"must be one of {', '.join(_STATUS_VALUES)} (got {value!r})")
+    return states
+
+
+@dataclass
+class CheckReport:
+    """Result of `status-bridge check`: problems make the config unusable, warnings do not."""
+
+    problems: list[str]
+    warnings: list[str]
+
+
+def check_config(path: Path, statusdat: StatusData | None = None, source: str | None = None) -> CheckReport:
+    """Load path and, given parsed status data, warn about components and patterns that match nothing.
+
+    source names the status data in warnings (default: the config's status_file).
+    """
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return CheckReport(problems=list(exc.problems), warnings=[])
+    label = str(path)
+    warnings = []
+    for gi, group in enumerate(config.groups):
+        if not group.components:
+            warnings.append(f"{label}: group[{gi}] (id {group.id!r}): has no components")
+    if statusdat is not None:
+        where = source or str(config.statusdat_path or "the status data")
+        warnings += _match_warnings(config, statusdat, label, where)
+    return CheckReport(problems=[], warnings=warnings)
+
+
+def _match_warnings(config: Config, data: StatusData, label: str, where: str) -> list[str]:
+    """Warnings for components matching nothing, else for their individual patterns that match nothing."""
+    # bridge.matching imports this module, so import it only when needed.
+    from bridge.matching import match_patterns
+
+    out = []
+    for gi, group in enumerate(config.groups):
+        for ci, comp in enumerate(group.components):
+            cpath = f"group[{gi}].component[{ci}]"
+            if not match_patterns(comp.checks, data):
+                # One line per component: its patterns all match nothing, listing each would be noise.
+                out.append(f"{label}: {cpath} (id {comp.id!r}): matches no host/service in {where}")
+                continue
+            for pi, pat in enumerate(comp.checks):
+                if match_patterns([pat], data):
+                    continue
+                if pat.service is not None and match_patterns([CheckPattern(pat.host)], data):
+                    why = f"hosts match {pat.host!r} but none has a service matching {pat.service!r}"
+                else:
+                    why = f"no host matches {pat.host!r}"
+                out.append(f"{label}: {cpath}.checks[{pi}]: matches nothing in {where} ({why})")
+    return out

@@ -1,0 +1,99 @@
+"""The one application factory used by the CLI, the tests and `status-bridge get`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from bridge.http import error_middleware
+from bridge.keys import HEALTH, LIVE, REGISTRY, SETTINGS
+from bridge.live import Live
+from bridge.metrics import SnapshotCollector, make_registry
+from bridge.model import SourceHealth
+from bridge.settings import Settings
+from bridge.views import add_routes
+
+log = logging.getLogger("bridge.app")
+
+FIRST_LOAD_TIMEOUT = 30.0  # a 100k-service status.dat parses in about a second; never hang start-up
+
+
+def make_app(settings: Settings) -> web.Application:
+    """Build the aiohttp application; background sources start in cleanup_ctx."""
+    app = web.Application(middlewares=[error_middleware])
+    live = Live(settings.config)
+    app[SETTINGS] = settings
+    app[LIVE] = live
+    app[HEALTH] = lambda now: live.health
+    app[REGISTRY] = make_registry(SnapshotCollector(live, lambda now: app[HEALTH](now)))
+    add_routes(app)
+    if settings.demo_dir is not None:
+        app.cleanup_ctx.append(_demo_ctx)
+    if settings.watch and settings.config.statusdat_path is not None:
+        app.cleanup_ctx.append(_statusdat_ctx)
+    return app
+
+
+async def _demo_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Run the demo simulator that rewrites a status.dat the way Nagios does."""
+    from bridge.demo.simulator import run_simulator
+
+    settings = app[SETTINGS]
+    assert settings.demo_dir is not None
+    path = settings.config.statusdat_path or settings.demo_dir / "status.dat"
+    task = asyncio.create_task(run_simulator(path, settings.demo_interval))
+    # The tailer's first read should find a file, as it would beside a running Nagios.
+    for _ in range(100):
+        if path.exists() or task.done():
+            break
+        await asyncio.sleep(0.02)
+    yield
+    await _cancel(task)
+
+
+async def _statusdat_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Tail status.dat: publish every good snapshot and every health change."""
+    from bridge.tail import StatusDatTailer
+
+    settings, live = app[SETTINGS], app[LIVE]
+    assert settings.config.statusdat_path is not None
+    first = asyncio.Event()
+
+    def on_change() -> None:
+        live.update(tailer.current, tailer.health(live.clock()))
+        first.set()
+
+    tailer = StatusDatTailer(settings.config.statusdat_path, settings.config.stale_after, on_change)
+    app[HEALTH] = tailer.health
+    run = asyncio.create_task(tailer.run())
+    tick = asyncio.create_task(_tick(live, tailer.health, settings.tick_seconds))
+    with contextlib.suppress(asyncio.TimeoutError):
+        # Serve the first snapshot rather than a "no data" page when the file is there.
+        await asyncio.wait_for(first.wait(), FIRST_LOAD_TIMEOUT)
+    yield
+    await _cancel(tick)
+    await _cancel(run)
+
+
+async def _tick(live: Live, health: Callable[[float], SourceHealth], every: float) -> None:
+    """Re-evaluate staleness: data can go stale without any file event."""
+    while True:
+        await asyncio.sleep(every)
+        h = health(live.clock())
+        if live.needs_refresh(h):
+            live.update(live.data, h)
+
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel a background task and wait for it, surfacing a crash in the log."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        try:
+            await task
+        except Exception:
+            log.exception("background task failed")

@@ -1,0 +1,170 @@
+"""Command line: run, demo, check-config and get (one request through the app)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+import tempfile
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from aiohttp import web
+
+from bridge import __version__
+from bridge.config import Config, ConfigError, load_config, parse_config
+from bridge.settings import Settings
+
+log = logging.getLogger("bridge.cli")
+
+
+def _listen(value: str) -> tuple[str, int]:
+    """Parse HOST:PORT or [V6]:PORT for --listen."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def _setup_logging(level: str) -> None:
+    """Log to stderr in a journald-friendly one-line format."""
+    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _load(path: Path) -> Config:
+    """Load a config or exit 2 printing every problem."""
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        print(f"status-bridge: invalid configuration:\n{e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def demo_config(directory: Path) -> Config:
+    """The bundled demo config, reading a status.dat in directory."""
+    text = resources.files("bridge.demo").joinpath("demo.toml").read_text(encoding="utf-8")
+    config = parse_config(text, None)
+    return dataclasses.replace(config, statusdat_path=directory / "status.dat")
+
+
+def _serve(settings: Settings, listen: tuple[str, int] | None) -> int:
+    """Run the server until SIGINT/SIGTERM."""
+    from bridge.app import make_app
+
+    host, port = listen or (settings.config.listen_host, settings.config.listen_port)
+    log.info("serving on http://%s:%d/", host if ":" not in host else f"[{host}]", port)
+    web.run_app(make_app(settings), host=host, port=port, print=None, access_log=None)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """status-bridge run."""
+    return _serve(Settings(_load(args.config)), args.listen)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """status-bridge demo."""
+    directory = args.dir or Path(tempfile.mkdtemp(prefix="status-bridge-demo-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    settings = Settings(demo_config(directory), demo_dir=directory, demo_interval=args.interval)
+    host, port = args.listen or (settings.config.listen_host, settings.config.listen_port)
+    print(f"status-bridge demo: simulated Nagios writes {directory / 'status.dat'} every {args.interval:g} s", file=sys.stderr)
+    print(f"status-bridge demo: open http://{host}:{port}/api/services.json (Ctrl-C to stop)", file=sys.stderr)
+    return _serve(settings, (host, port))
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """status-bridge check-config: every problem with file, key path and reason; warnings for unmatched checks."""
+    from bridge.config import check_config
+    from bridge.statusdat import StatusDatError, parse
+
+    statusdat_path = args.statusdat
+    data = None
+    if statusdat_path is None:
+        try:
+            statusdat_path = load_config(args.config).statusdat_path
+        except ConfigError:
+            statusdat_path = None
+    if statusdat_path is not None:
+        try:
+            data = parse(Path(statusdat_path).read_bytes())
+        except (OSError, StatusDatError) as e:
+            print(f"warning: cannot check mappings against {statusdat_path}: {e}", file=sys.stderr)
+    report = check_config(args.config, data, source=str(statusdat_path) if data is not None else None)
+    for line in report.problems:
+        print(f"error: {line}", file=sys.stderr)
+    for line in report.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    if report.problems:
+        return 1
+    print(f"{args.config}: OK" + (f" ({len(report.warnings)} warnings)" if report.warnings else ""))
+    return 0
+
+
+async def _get(settings: Settings, path: str) -> tuple[int, dict[str, str], bytes]:
+    """Start the app on an ephemeral loopback port, make one request, stop."""
+    from aiohttp import ClientSession
+    from aiohttp.test_utils import TestServer
+
+    from bridge.app import make_app
+
+    async with TestServer(make_app(settings), host="127.0.0.1") as server:
+        async with ClientSession() as session:
+            async with session.get(server.make_url(path)) as resp:
+                return resp.status, dict(resp.headers), await resp.read()
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    """status-bridge get PATH: one request through the real app, body on stdout."""
+    if not args.path.startswith("/"):
+        print("status-bridge get: PATH must start with /", file=sys.stderr)
+        return 2
+    status, headers, body = asyncio.run(_get(Settings(_load(args.config)), args.path))
+    if args.include:
+        print(f"HTTP {status}")
+        for k, v in headers.items():
+            print(f"{k}: {v}")
+        print()
+    sys.stdout.buffer.write(body + (b"" if body.endswith(b"\n") else b"\n"))
+    return 0 if status < 400 else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree; every command has --help text."""
+    p = argparse.ArgumentParser(prog="status-bridge", description="An honest public status page driven by Nagios.")
+    p.add_argument("--version", action="version", version=f"status-bridge {__version__}")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log verbosity")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="serve the status page from a config file", description=cmd_run.__doc__)
+    run.add_argument("--config", "-c", type=Path, required=True, help="TOML config file")
+    run.add_argument("--listen", type=_listen, help="HOST:PORT, overrides [http] listen")
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="serve a bundled demo with a simulated Nagios", description=cmd_demo.__doc__)
+    demo.add_argument("--listen", type=_listen, help="HOST:PORT (default 127.0.0.1:8080)")
+    demo.add_argument("--dir", type=Path, help="where the simulated status.dat lives (default: a new temp dir)")
+    demo.add_argument("--interval", type=float, default=3.0, help="seconds between simulated status.dat writes")
+    demo.set_defaults(func=cmd_demo)
+
+    check = sub.add_parser("check-config", help="validate a config file", description=cmd_check_config.__doc__)
+    check.add_argument("config", type=Path, help="TOML config file")
+    check.add_argument("--statusdat", type=Path, help="status.dat to check mappings against (default: the config's)")
+    check.set_defaults(func=cmd_check_config)
+
+    get = sub.add_parser("get", help="make one request through the app and print the body", description=cmd_get.__doc__)
+    get.add_argument("path", help="request path, e.g. /api/services.json")
+    get.add_argument("--config", "-c", type=Path, required=True, help="TOML config file")
+    get.add_argument("--include", "-i", action="store_true", help="print the status line and headers too")
+    get.set_defaults(func=cmd_get)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the status-bridge console script."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    return int(args.func(args))

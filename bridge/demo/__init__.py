@@ -1,0 +1,1 @@
+"""Bundled demo: a config and simulated Nagios data for ``status-bridge demo``."""

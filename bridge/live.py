@@ -1,0 +1,80 @@
+"""The current Snapshot and its pre-encoded feed bodies, swapped atomically on every rebuild."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bridge.aggregate import aggregate
+from bridge.config import Config
+from bridge.matching import Matcher
+from bridge.model import SourceHealth, Snapshot, StatusData
+from bridge.render import oxford
+
+NO_DATA_HEALTH = SourceHealth(stale=True, reason="no monitoring data yet")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A feed body encoded once per snapshot, with its strong ETag."""
+
+    body: bytes
+    etag: str
+
+    @classmethod
+    def of(cls, obj: object) -> Encoded:
+        """Encode obj as compact UTF-8 JSON and hash it for the ETag."""
+        body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return cls(body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"')
+
+
+@dataclass(frozen=True)
+class Published:
+    """One consistent generation: the snapshot and every feed rendered from it."""
+
+    snapshot: Snapshot
+    feeds: dict[str, Encoded]
+
+
+class Live:
+    """Holds the latest inputs and the published generation; rebuilt on input change or tick."""
+
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.matcher = Matcher()
+        self.data: StatusData | None = None
+        self.health: SourceHealth = NO_DATA_HEALTH
+        self.published = self._build(self.clock())
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The snapshot handlers should read now."""
+        return self.published.snapshot
+
+    def update(self, data: StatusData | None, health: SourceHealth) -> None:
+        """Take new inputs from a source and publish a new generation."""
+        self.data, self.health = data, health
+        self.published = self._build(self.clock())
+
+    def set_config(self, config: Config) -> None:
+        """Swap the configuration (reload) and republish."""
+        self.config, self.matcher = config, Matcher()
+        self.published = self._build(self.clock())
+
+    def needs_refresh(self, health: SourceHealth) -> bool:
+        """True when health changed in a way the published feeds show (stale flag or a new error)."""
+        old = self.health
+        return health.stale != old.stale or health.last_error_time != old.last_error_time
+
+    def _build(self, now: float) -> Published:
+        """Aggregate and encode every feed once."""
+        snap = aggregate(self.data, self.health, self.config, now, self.matcher)
+        feeds = {
+            "services": Encoded.of(oxford.services_feed(snap)),
+            "announcements": Encoded.of(oxford.announcements_feed(snap)),
+        }
+        return Published(snap, feeds)

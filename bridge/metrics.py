@@ -1,0 +1,96 @@
+"""Prometheus metrics computed at scrape time from the current snapshot (no state of their own)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, StateSetMetricFamily
+from prometheus_client.registry import Collector
+
+from bridge.live import Live
+from bridge.model import SourceHealth, Status
+
+# Numeric encoding of Status for alert rules (`status_bridge_component_status == 2` means down).
+STATUS_CODE: dict[Status, int] = {
+    Status.UP: 0,
+    Status.PARTIAL: 1,
+    Status.DOWN: 2,
+    Status.MAINTENANCE: 3,
+    Status.NODATA: 4,
+}
+
+
+class SnapshotCollector(Collector):
+    """Reads the live snapshot and source health each time Prometheus scrapes."""
+
+    def __init__(self, live: Live, health: Callable[[float], SourceHealth], clock: Callable[[], float] = time.time):
+        self.live = live
+        self.health = health
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield every metric family for the current generation."""
+        snap = self.live.snapshot
+        now = self.clock()
+        health = self.health(now)
+        code = GaugeMetricFamily(
+            "status_bridge_component_status",
+            "Shown component status: 0 up, 1 partial, 2 down, 3 maintenance, 4 no data.",
+            labels=["component", "group"],
+        )
+        monitored = GaugeMetricFamily(
+            "status_bridge_component_monitored_status",
+            "Component status from monitoring alone (before overrides), same encoding.",
+            labels=["component", "group"],
+        )
+        state = StateSetMetricFamily(
+            "status_bridge_component_state", "Shown component status as a state set.", labels=["component", "group"]
+        )
+        group = GaugeMetricFamily(
+            "status_bridge_group_status", "Group status by the Oxford rule, same encoding.", labels=["group"]
+        )
+        for g in snap.groups:
+            group.add_metric([g.id], STATUS_CODE[g.status])
+            for c in g.components:
+                code.add_metric([c.id, g.id], STATUS_CODE[c.status])
+                monitored.add_metric([c.id, g.id], STATUS_CODE[c.monitored_status])
+                state.add_metric([c.id, g.id], {s.value: s is c.status for s in Status})
+        yield from (code, monitored, state, group)
+        yield GaugeMetricFamily(
+            "status_bridge_page_status",
+            "Banner: 0 systems running smoothly, 1 some problems, 2 major problems.",
+            value=STATUS_CODE.get(snap.status, 1),
+        )
+        yield GaugeMetricFamily("status_bridge_stale", "1 when the monitoring data is stale or missing.", value=float(health.stale))
+        age = now - health.data_created if health.data_created is not None else math.nan
+        yield GaugeMetricFamily(
+            "status_bridge_statusdat_age_seconds", "Age of the monitoring data (now - info.created).", value=age
+        )
+        duration = health.last_parse_seconds if health.last_parse_seconds is not None else math.nan
+        yield GaugeMetricFamily(
+            "status_bridge_parse_duration_seconds", "Duration of the last status.dat read and parse.", value=duration
+        )
+        yield GaugeMetricFamily(
+            "status_bridge_last_parse_error_timestamp_seconds",
+            "Unix time of the last failed read or parse of status.dat (0 if none).",
+            value=health.last_error_time or 0.0,
+        )
+        yield CounterMetricFamily("status_bridge_parses", "Successful status.dat parses.", value=health.parses_total)
+        yield CounterMetricFamily(
+            "status_bridge_parse_errors", "Failed status.dat reads or parses.", value=health.errors_total
+        )
+        data = self.live.data
+        checks = GaugeMetricFamily("status_bridge_checks", "Known monitoring objects.", labels=["kind"])
+        checks.add_metric(["host"], len(data.hosts) if data else 0)
+        checks.add_metric(["service"], len(data.services) if data else 0)
+        yield checks
+
+
+def make_registry(collector: Collector) -> CollectorRegistry:
+    """A private registry per app, so tests and several apps in one process never collide."""
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(collector)
+    return registry

@@ -1,0 +1,1 @@
+"""Renderers: pure functions from an immutable Snapshot to one output format each."""

@@ -1,0 +1,257 @@
+"""Follow Nagios' status.dat: watch its directory, parse off the event loop, keep the last good data."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from watchfiles import awatch
+
+from .model import SourceHealth, StatusData
+
+log = logging.getLogger(__name__)
+
+Signature = tuple[int, int, int]  # (st_ino, st_mtime_ns, st_size)
+DirIdentity = tuple[int, int]  # (st_dev, st_ino)
+
+
+@dataclass(frozen=True)
+class TailFacts:
+    """What the tailer knows about its file, independent of the current time."""
+
+    missing: bool = False
+    data_created: float | None = None
+    last_parse_seconds: float | None = None
+    last_error: str | None = None
+    last_error_time: float | None = None
+    parses_total: int = 0
+    errors_total: int = 0
+
+
+class ReadOutcome(NamedTuple):
+    """Result of one read+parse attempt, produced in a worker thread."""
+
+    data: StatusData | None
+    error: str | None
+    missing: bool
+    signature: Signature | None
+    parse_seconds: float | None
+
+
+class Probe(NamedTuple):
+    """Cheap stat of the directory and the file, used by the fallback poll."""
+
+    directory: DirIdentity | None
+    file: Signature | None
+
+
+def stale_reason(facts: TailFacts, now: float, stale_after: float, name: str = "status.dat") -> str | None:
+    """Why the data must be shown as stale at ``now``, or None when it is fresh."""
+    if facts.missing:
+        return f"{name} missing: Nagios stopped?"
+    if facts.data_created is None:
+        detail = f": {facts.last_error}" if facts.last_error else ""
+        return f"no good {name} read yet{detail}"
+    age = now - facts.data_created
+    if age > stale_after:
+        return f"monitoring data is {math.ceil(age)} s old (stale_after {stale_after:g} s)"
+    return None
+
+
+def compute_health(facts: TailFacts, now: float, stale_after: float, name: str = "status.dat") -> SourceHealth:
+    """Turn the tailer's facts into the SourceHealth shown on the page and in /metrics."""
+    reason = stale_reason(facts, now, stale_after, name)
+    return SourceHealth(
+        stale=reason is not None,
+        reason=reason,
+        data_created=facts.data_created,
+        last_parse_seconds=facts.last_parse_seconds,
+        last_error=facts.last_error,
+        last_error_time=facts.last_error_time,
+        parses_total=facts.parses_total,
+        errors_total=facts.errors_total,
+    )
+
+
+def apply_outcome(facts: TailFacts, outcome: ReadOutcome, now: float) -> TailFacts:
+    """Fold one read attempt into the facts; a failed read never forgets the last good data."""
+    if outcome.missing:
+        return dataclasses.replace(facts, missing=True)
+    if outcome.data is None:
+        return dataclasses.replace(
+            facts,
+            missing=False,
+            last_error=outcome.error,
+            last_error_time=now,
+            errors_total=facts.errors_total + 1,
+        )
+    return dataclasses.replace(
+        facts,
+        missing=False,
+        data_created=outcome.data.created,
+        last_parse_seconds=outcome.parse_seconds,
+        parses_total=facts.parses_total + 1,
+    )
+
+
+def _signature(st: os.stat_result) -> Signature:
+    """Identity of one version of the file: a rename changes st_ino, a copy in place mtime/size."""
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def probe(path: Path) -> Probe:
+    """Stat the directory and the file (blocking: NFS stat can hang, so call it from a thread)."""
+    try:
+        dst = os.stat(path.parent)
+    except OSError:
+        return Probe(None, None)
+    try:
+        file_sig: Signature | None = _signature(os.stat(path))
+    except OSError:
+        file_sig = None
+    return Probe((dst.st_dev, dst.st_ino), file_sig)
+
+
+def read_and_parse(path: Path, parse: Callable[[bytes], StatusData]) -> ReadOutcome:
+    """Read the whole file and parse it (blocking; runs in a worker thread)."""
+    name = path.name
+    try:
+        with open(path, "rb") as f:
+            before = os.fstat(f.fileno())
+            raw = f.read()
+            after = os.fstat(f.fileno())
+    except FileNotFoundError:
+        return ReadOutcome(None, None, True, None, None)
+    except OSError as exc:
+        try:  # remember which version failed so the poll does not re-read it every tick
+            failed: Signature | None = _signature(os.stat(path))
+        except OSError:
+            failed = None
+        return ReadOutcome(None, f"cannot read {name}: {exc.strerror or exc}", False, failed, None)
+    sig = _signature(after)
+    # A copy in place (temp_file on another filesystem) can be caught mid-write.
+    if _signature(before) != sig or len(raw) != after.st_size:
+        # No signature: the next poll re-reads even if the writer has finished by then.
+        return ReadOutcome(None, f"{name} changed while being read", False, None, None)
+    if not raw:
+        return ReadOutcome(None, f"{name} is empty (0 bytes)", False, sig, None)
+    started = time.perf_counter()
+    try:
+        data = parse(raw)
+    except ValueError as exc:
+        return ReadOutcome(None, f"cannot parse {name}: {exc}", False, sig, None)
+    except Exception as exc:  # a parser bug must not kill the tailer or drop good data
+        log.exception("unexpected error parsing %s", path)
+        return ReadOutcome(None, f"cannot parse {name}: {type(exc).__name__}: {exc}", False, sig, None)
+    return ReadOutcome(data, None, False, sig, time.perf_counter() - started)
+
+
+def _default_parse(raw: bytes) -> StatusData:
+    """Parse with bridge.statusdat, imported late so this module loads without it."""
+    from .statusdat import parse
+
+    return parse(raw)
+
+
+class StatusDatTailer:
+    """The only code that touches status.dat: keeps the last good StatusData and the source health."""
+
+    def __init__(
+        self,
+        path: Path,
+        stale_after: float,
+        on_change: Callable[[], None],
+        *,
+        clock: Callable[[], float] = time.time,
+        debounce: float = 0.05,
+        parse: Callable[[bytes], StatusData] | None = None,
+        poll_interval: float = 2.0,
+        dir_poll_interval: float = 1.0,
+    ) -> None:
+        """Configure; nothing is read until run()."""
+        self.path = Path(path)
+        self.stale_after = stale_after
+        self.on_change = on_change
+        self.clock = clock
+        self.debounce = debounce
+        self.parse = parse or _default_parse
+        self.poll_interval = poll_interval
+        self.dir_poll_interval = dir_poll_interval
+        self.current: StatusData | None = None
+        self.facts = TailFacts()
+        self._signature: Signature | None = None
+        self._loaded_once = False
+        self._last_notified: tuple[bool, TailFacts] | None = None
+
+    def health(self, now: float) -> SourceHealth:
+        """Freshness of the data at ``now``."""
+        return compute_health(self.facts, now, self.stale_after, self.path.name)
+
+    async def run(self) -> None:
+        """Load at once, then follow the file until cancelled."""
+        while True:
+            found = await asyncio.to_thread(probe, self.path)
+            await self._refresh(found, changed=False)
+            if found.directory is not None:
+                try:
+                    await self._watch(found.directory)
+                    continue  # the directory was replaced or removed: re-arm at once
+                except OSError as exc:  # removed between the stat and the watch
+                    log.warning("cannot watch %s: %s", self.path.parent, exc)
+            await asyncio.sleep(self.dir_poll_interval)
+
+    async def _watch(self, directory: DirIdentity) -> None:
+        """Follow events in the directory until it stops being the one we watch."""
+        watcher = awatch(
+            self.path.parent,
+            watch_filter=None,
+            step=max(1, round(self.debounce * 1000)),
+            # Timeouts drive the fallback poll, for filesystems where inotify misses events.
+            rust_timeout=max(1, round(self.poll_interval * 1000)),
+            yield_on_timeout=True,
+            recursive=False,
+        )
+        async with aclosing(watcher) as batches:
+            async for batch in batches:
+                ours = any(os.path.basename(p) == self.path.name for _, p in batch)
+                found = await asyncio.to_thread(probe, self.path)
+                await self._refresh(found, changed=ours)
+                if found.directory != directory:
+                    return  # inotify goes deaf once its directory is gone
+
+    async def _refresh(self, found: Probe, *, changed: bool) -> None:
+        """Re-read when an event or the poll says the file changed, then tell the listener."""
+        if changed or not self._loaded_once or found.file != self._signature:
+            await self._load()
+        self._notify_if_changed()
+
+    async def _load(self) -> None:
+        """Read and parse in a worker thread; publish only a complete, good parse."""
+        outcome = await asyncio.to_thread(read_and_parse, self.path, self.parse)
+        self._loaded_once = True
+        self._signature = outcome.signature
+        if outcome.error is not None:
+            log.warning("%s", outcome.error)
+        if outcome.data is not None:
+            self.current = outcome.data
+        self.facts = apply_outcome(self.facts, outcome, self.clock())
+
+    def _notify_if_changed(self) -> None:
+        """Call on_change when the data or the health changed since the last call."""
+        key = (self.health(self.clock()).stale, self.facts)
+        if key == self._last_notified:
+            return
+        self._last_notified = key
+        try:
+            self.on_change()
+        except Exception:  # a listener bug must not stop us following the file
+            log.exception("on_change callback failed")

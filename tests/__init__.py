@@ -1,0 +1,1 @@
+"""status-bridge test suite."""

@@ -1,0 +1,83 @@
+"""Shared test helpers: hand-built monitoring data, configs and real-component gating."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bridge.config import CheckPattern, Component, Config, Group
+from bridge.model import CheckState, StatusData
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpus"
+
+
+def require_real(what: str, available: bool) -> None:
+    """Skip when a real component is missing, unless REQUIRE_REAL=1 makes that a failure."""
+    if available:
+        return
+    if os.environ.get("REQUIRE_REAL") == "1":
+        pytest.fail(f"{what} is required (REQUIRE_REAL=1) but missing")
+    pytest.skip(f"{what} not installed")
+
+
+def require_binary(name: str) -> str:
+    """Path of a real binary, with require_real semantics."""
+    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+    require_real(name, path is not None)
+    assert path is not None
+    return path
+
+
+def check(host: str, service: str | None = None, state: int = 0, **kw: object) -> CheckState:
+    """A HARD, checked CheckState; override any field by keyword."""
+    fields: dict[str, object] = dict(
+        host=host,
+        service=service,
+        current_state=state,
+        state_type=1,
+        last_hard_state=state,
+        has_been_checked=True,
+        acknowledged=False,
+        downtime_depth=0,
+        flapping=False,
+        last_check=1_700_000_000,
+        last_state_change=1_699_999_000,
+        plugin_output="OK",
+        long_plugin_output="",
+    )
+    fields.update(kw)
+    return CheckState(**fields)  # type: ignore[arg-type]
+
+
+def status_data(*checks: CheckState, created: float = 1_700_000_000.0) -> StatusData:
+    """StatusData holding the given host and service checks."""
+    hosts = {c.host: c for c in checks if c.service is None}
+    for c in checks:
+        hosts.setdefault(c.host, check(c.host))
+    services = {(c.host, c.service): c for c in checks if c.service is not None}
+    return StatusData(created=created, version="4.4.6", hosts=hosts, services=services)
+
+
+def web_config(**kw: object) -> Config:
+    """Two groups: web (website: web-1 HTTP*) and data (database: db-1 PostgreSQL)."""
+    groups = (
+        Group(
+            id="web",
+            name="Web",
+            components=(Component(id="website", name="Website", group_id="web", checks=(CheckPattern("web-1", "HTTP*"),)),),
+        ),
+        Group(
+            id="data",
+            name="Data",
+            components=(
+                Component(id="database", name="Database", group_id="data", checks=(CheckPattern("db-1", "PostgreSQL"),)),
+            ),
+        ),
+    )
+    fields: dict[str, object] = dict(page_name="Test page", page_url="https://status.example.org", groups=groups)
+    fields.update(kw)
+    return Config(**fields)  # type: ignore[arg-type]

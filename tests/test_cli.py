@@ -1,0 +1,219 @@
+"""The CLI end to end: --help everywhere, get, check-config exit codes, run and demo as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from bridge.cli import build_parser, main
+from tests.conftest import REPO
+
+COMMANDS = ["run", "demo", "check-config", "get"]
+
+MINI_STATUSDAT = b"""info {
+\tcreated=%d
+\tversion=4.4.6
+\t}
+
+hoststatus {
+\thost_name=web-1
+\thas_been_checked=1
+\tcurrent_state=0
+\tlast_hard_state=0
+\tstate_type=1
+\tplugin_output=UP
+\tlong_plugin_output=
+\tlast_check=1700000000
+\tlast_state_change=1700000000
+\tproblem_has_been_acknowledged=0
+\tis_flapping=0
+\tscheduled_downtime_depth=0
+\t}
+
+servicestatus {
+\thost_name=web-1
+\tservice_description=HTTP
+\thas_been_checked=1
+\tcurrent_state=2
+\tlast_hard_state=2
+\tstate_type=1
+\tplugin_output=CRITICAL - connection refused
+\tlong_plugin_output=
+\tlast_check=1700000000
+\tlast_state_change=1700000000
+\tproblem_has_been_acknowledged=0
+\tis_flapping=0
+\tscheduled_downtime_depth=0
+\t}
+"""
+
+CONFIG = """
+[page]
+name = "CLI test"
+[nagios]
+status_file = "status.dat"
+stale_after = 600
+[http]
+listen = "127.0.0.1:{port}"
+cache_seconds = 5
+[[group]]
+id = "web"
+name = "Web"
+  [[group.component]]
+  id = "website"
+  name = "Website"
+  checks = [{{ host = "web-1", service = "HTTP" }}]
+"""
+
+
+def free_port() -> int:
+    """An ephemeral loopback port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """A config file beside a fresh status.dat with web-1/HTTP CRITICAL."""
+    (tmp_path / "status.dat").write_bytes(MINI_STATUSDAT % int(time.time()))
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(CONFIG.format(port=free_port()))
+    return cfg
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert f"status-bridge {command}" in out
+    assert len(out.splitlines()) > 3
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("status-bridge ")
+
+
+def test_parser_lists_all_commands():
+    assert set(build_parser()._subparsers._group_actions[0].choices) == set(COMMANDS)
+
+
+def test_get_prints_feed(site, capsys):
+    assert main(["get", "/api/services.json", "--config", str(site)]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["stale"] is False
+    assert body["groups"][0]["services"][0]["status_code"] == 2
+    assert body["overall_status_name"] == "Major problems reported"
+
+
+def test_get_include_headers_and_404(site, capsys):
+    assert main(["get", "/nope", "--config", str(site), "-i"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("HTTP 404")
+    assert '"status": 404' in out or '"status":404' in out
+
+
+def test_check_config_ok_and_bad(site, tmp_path, capsys):
+    assert main(["check-config", str(site)]) == 0
+    assert "OK" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[group]]\nid = "Web!"\nname = "Web"\n[nagios]\nstale_after = -1\n')
+    assert main(["check-config", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.toml" in err
+    assert "stale_after" in err
+    assert "group[0].id" in err
+
+
+def test_check_config_warns_unmatched(site, capsys):
+    text = site.read_text().replace('service = "HTTP"', 'service = "SMTP"')
+    site.write_text(text)
+    assert main(["check-config", str(site)]) == 0
+    assert "matches no" in capsys.readouterr().err
+
+
+def test_run_invalid_config_exits_2(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[page]\nnmae = 'typo'\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bridge", "run", "--config", str(bad)], capture_output=True, text=True, timeout=30, cwd=REPO
+    )
+    assert proc.returncode == 2
+    assert "nmae" in proc.stderr
+
+
+def wait_json(url: str, timeout: float, predicate=lambda body: True) -> dict:
+    """Poll a loopback URL until it answers JSON satisfying predicate (bounded)."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                body = json.loads(resp.read())
+                if predicate(body):
+                    return body
+                last = body
+        except OSError as e:
+            last = e
+        time.sleep(0.2)
+    raise AssertionError(f"{url} not ready in {timeout}s: {last!r}")
+
+
+def spawn(args: list[str]) -> subprocess.Popen:
+    """Start the CLI as a real process."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "bridge", *args], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+
+
+def stop(proc: subprocess.Popen) -> str:
+    """SIGTERM, bounded wait, return stderr."""
+    proc.terminate()
+    try:
+        _, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return err
+
+
+def test_run_serves_and_follows_rename(site):
+    port = int(site.read_text().split("127.0.0.1:")[1].split('"')[0])
+    proc = spawn(["run", "--config", str(site)])
+    try:
+        url = f"http://127.0.0.1:{port}/api/services.json"
+        body = wait_json(url, 20)
+        assert body["groups"][0]["services"][0]["status_code"] == 2
+        new = MINI_STATUSDAT.replace(b"current_state=2", b"current_state=0").replace(b"last_hard_state=2", b"last_hard_state=0")
+        tmp = site.parent / "nagios.tmp123"
+        tmp.write_bytes(new % int(time.time()))
+        os.replace(tmp, site.parent / "status.dat")
+        wait_json(url, 10, lambda b: b["groups"][0]["services"][0]["status_code"] == 0)
+    finally:
+        err = stop(proc)
+    assert proc.returncode in (0, -15), err
+
+
+def test_demo_serves_changing_data(tmp_path):
+    port = free_port()
+    proc = spawn(["demo", "--listen", f"127.0.0.1:{port}", "--dir", str(tmp_path), "--interval", "0.3"])
+    try:
+        url = f"http://127.0.0.1:{port}/api/services.json"
+        first = wait_json(url, 20)
+        assert first["stale"] is False
+        assert len(first["groups"]) == 4
+        wait_json(url, 10, lambda b: b["last_updated"] != first["last_updated"])
+    finally:
+        err = stop(proc)
+    assert proc.returncode in (0, -15), err

@@ -1,0 +1,151 @@
+"""The Oxford-compatible feeds: exact shape, codes and names, time format, JSON-native types."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from bridge.aggregate import aggregate
+from bridge.config import CheckPattern, Component, Config, Group
+from bridge.model import CheckState, ComponentView, GroupView, Snapshot, SourceHealth, Status, StatusData
+from bridge.render.oxford import announcements_feed, iso_utc, services_feed
+
+UP, PARTIAL, DOWN = Status.UP, Status.PARTIAL, Status.DOWN
+MAINT, NODATA = Status.MAINTENANCE, Status.NODATA
+HEALTH = SourceHealth(stale=False, data_created=1_700_000_000.0)
+
+
+def view(id: str, status: Status, monitored: Status | None = None, description: str = "") -> ComponentView:
+    """A component view in group "g"."""
+    return ComponentView(id, id.title(), "g", description, status, monitored or status, 1)
+
+
+def snapshot(*groups: GroupView, status: Status = UP, banner: str = "Systems running smoothly",
+             created: float | None = 1_700_000_000.0, stale: bool = False, reason: str | None = None) -> Snapshot:
+    """A Snapshot of the given groups."""
+    return Snapshot("Example status", "https://status.example.org", 1_700_000_030.0, created, stale, reason,
+                    status, banner, groups, HEALTH)
+
+
+def test_services_feed_exact_shape() -> None:
+    groups = (
+        GroupView("web", "Web", "Sites", PARTIAL, (view("site", DOWN, description="Public site"), view("mail", UP))),
+        GroupView("data", "Data", "", MAINT, (view("db", MAINT, monitored=DOWN),)),
+    )
+    feed = services_feed(snapshot(*groups, status=PARTIAL, banner="Some problems reported"))
+    assert feed == {
+        "overall_status_code": 1,
+        "overall_status_name": "Some problems reported",
+        "last_updated": "2023-11-14T22:13:20Z",
+        "stale": False,
+        "stale_reason": None,
+        "page": {"name": "Example status", "url": "https://status.example.org"},
+        "groups": [
+            {"id": "web", "name": "Web", "status_code": 1, "status_name": "Partial", "status": "partial",
+             "description": "Sites", "services": [
+                 {"id": "site", "name": "Site", "status_code": 2, "status_name": "Down", "status": "down",
+                  "monitored_status": "down", "description": "Public site"},
+                 {"id": "mail", "name": "Mail", "status_code": 0, "status_name": "Up", "status": "up",
+                  "monitored_status": "up", "description": ""},
+             ]},
+            {"id": "data", "name": "Data", "status_code": 1, "status_name": "Maintenance", "status": "maintenance",
+             "description": "", "services": [
+                 {"id": "db", "name": "Db", "status_code": 1, "status_name": "Maintenance", "status": "maintenance",
+                  "monitored_status": "down", "description": ""},
+             ]},
+        ],
+    }
+    # Oxford's own keys come first, in its order; extras follow.
+    assert list(feed) == ["overall_status_code", "overall_status_name", "last_updated", "stale",
+                          "stale_reason", "page", "groups"]
+    assert list(feed["groups"][0])[:4] == ["id", "name", "status_code", "status_name"]
+    assert list(feed["groups"][0]["services"][0])[:4] == ["id", "name", "status_code", "status_name"]
+
+
+@pytest.mark.parametrize("status, code, name", [
+    (UP, 0, "Up"),
+    (PARTIAL, 1, "Partial"),
+    (DOWN, 2, "Down"),
+    (MAINT, 1, "Maintenance"),
+    (NODATA, 0, "No data"),  # no data is not a problem reported: a widget must not go red
+])
+def test_status_codes_and_names(status: Status, code: int, name: str) -> None:
+    feed = services_feed(snapshot(GroupView("g", "G", "", status, (view("c", status),))))
+    group, service = feed["groups"][0], feed["groups"][0]["services"][0]
+    assert (group["status_code"], group["status_name"], group["status"]) == (code, name, status.value)
+    assert (service["status_code"], service["status_name"], service["status"]) == (code, name, status.value)
+
+
+@pytest.mark.parametrize("status, banner, code", [
+    (UP, "Systems running smoothly", 0),
+    (PARTIAL, "Some problems reported", 1),
+    (DOWN, "Major problems reported", 2),
+])
+def test_overall_status(status: Status, banner: str, code: int) -> None:
+    feed = services_feed(snapshot(status=status, banner=banner))
+    assert (feed["overall_status_code"], feed["overall_status_name"]) == (code, banner)
+
+
+@pytest.mark.parametrize("created, expected", [
+    (1_700_000_000.0, "2023-11-14T22:13:20Z"),
+    (1_700_000_000.75, "2023-11-14T22:13:20Z"),  # Icinga writes a float: seconds are enough
+    (0.0, "1970-01-01T00:00:00Z"),
+    (None, None),
+    (float("nan"), None),
+    (float("inf"), None),
+    (1e20, None),  # corrupt input must not break the feed
+])
+def test_last_updated(created: float | None, expected: str | None) -> None:
+    assert iso_utc(created) == expected
+    assert services_feed(snapshot(created=created))["last_updated"] == expected
+
+
+def test_stale_fields() -> None:
+    feed = services_feed(snapshot(stale=True, reason="status.dat missing"))
+    assert (feed["stale"], feed["stale_reason"]) == (True, "status.dat missing")
+
+
+def assert_json_native(value: Any) -> None:
+    """Only exact JSON types: a str-enum or tuple would encode differently in other encoders."""
+    assert type(value) in (dict, list, str, int, float, bool, type(None)), type(value)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            assert type(k) is str
+            assert_json_native(v)
+    elif isinstance(value, list):
+        for v in value:
+            assert_json_native(v)
+
+
+def test_feed_from_aggregate_round_trips() -> None:
+    def check(host: str, service: str | None, state: int) -> CheckState:
+        return CheckState(host, service, state, 1, state, True, False, 0, False, 0, 0, "out", "")
+
+    data = StatusData(1_700_000_000.0, "4.4.6", {"web": check("web", None, 0)},
+                      {("web", "HTTP"): check("web", "HTTP", 2), ("web", "SMTP"): check("web", "SMTP", 0)})
+    config = Config(page_name="Ünïcode status", groups=(Group("g", "G", components=(
+        Component("site", "Site", "g", checks=(CheckPattern("web", "HTTP"),)),
+        Component("mail", "Mail", "g", checks=(CheckPattern("web", "SMTP"),)),
+        Component("none", "None", "g", checks=(CheckPattern("nowhere"),)),
+    )),))
+    feed = services_feed(aggregate(data, HEALTH, config, 1_700_000_030.0, overrides={"mail": MAINT}))
+    assert_json_native(feed)
+    assert json.loads(json.dumps(feed)) == feed
+    services = {s["id"]: (s["status_code"], s["status_name"], s["monitored_status"]) for s in feed["groups"][0]["services"]}
+    assert services == {"site": (2, "Down", "down"), "mail": (1, "Maintenance", "up"), "none": (0, "No data", "nodata")}
+    assert (feed["groups"][0]["status_code"], feed["overall_status_code"]) == (1, 1)
+
+
+def test_feed_without_data() -> None:
+    config = Config(groups=(Group("g", "G", components=(Component("c", "C", "g"),)),))
+    feed = services_feed(aggregate(None, SourceHealth(stale=True, reason="no data yet"), config, 0.0))
+    assert (feed["last_updated"], feed["stale"], feed["overall_status_code"]) == (None, True, 0)
+    assert feed["groups"][0]["services"][0]["status_name"] == "No data"
+    assert_json_native(feed)
+
+
+def test_announcements_feed_is_empty_list() -> None:
+    assert announcements_feed(snapshot()) == []
+    assert json.dumps(announcements_feed(snapshot())) == "[]"

@@ -1,0 +1,329 @@
+"""StatusDatTailer against real files, renames and watchfiles; the health rules as a table."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.demo.simulator import demo_objects, render_statusdat, write_atomic
+from bridge.model import SourceHealth, StatusData
+from bridge.tail import ReadOutcome, StatusDatTailer, TailFacts, apply_outcome, compute_health, probe, stale_reason
+
+T0 = 1_800_000_000
+MISSING = "status.dat missing: Nagios stopped?"
+
+
+def statusdat(created: int) -> bytes:
+    """A complete status.dat as the demo simulator writes it."""
+    return render_statusdat(demo_objects(created), created)
+
+
+async def until(pred: Callable[[], bool], timeout: float = 3.0) -> None:
+    """Wait for ``pred`` to hold, failing the test after ``timeout`` seconds."""
+
+    async def poll() -> None:
+        while not pred():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+class Harness:
+    """A running tailer with a counting on_change and a settable clock."""
+
+    def __init__(self, path: Path, **kw: Any) -> None:
+        """Build the tailer; the fallback poll is slow by default so events must come from watchfiles."""
+        self.now = float(T0)
+        self.changes = 0
+        kw.setdefault("poll_interval", 60.0)
+        kw.setdefault("clock", lambda: self.now)
+        self.tailer = StatusDatTailer(path, kw.pop("stale_after", 180), self.on_change, **kw)
+        self.task: asyncio.Task[None] | None = None
+
+    def on_change(self) -> None:
+        """Count notifications."""
+        self.changes += 1
+
+    def health(self) -> SourceHealth:
+        """Health at the harness clock."""
+        return self.tailer.health(self.now)
+
+    def created(self) -> float | None:
+        """info.created of the data in use."""
+        return None if self.tailer.current is None else self.tailer.current.created
+
+    async def __aenter__(self) -> Harness:
+        """Start run()."""
+        self.task = asyncio.create_task(self.tailer.run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Cancel run() and require it to stop promptly."""
+        assert self.task is not None
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(self.task, 2.0)
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    """status.dat in a Nagios-like directory, with a first good file (created=T0)."""
+    p = tmp_path / "nagios" / "status.dat"
+    p.parent.mkdir()
+    write_atomic(p, statusdat(T0))
+    return p
+
+
+async def test_rename_over_is_picked_up(path: Path) -> None:
+    async with Harness(path) as h:
+        await until(lambda: h.created() == T0)
+        seen = h.changes
+        write_atomic(path, statusdat(T0 + 10))
+        await until(lambda: h.created() == T0 + 10)
+        assert h.changes > seen
+        h.now = T0 + 10
+        assert h.health() == SourceHealth(
+            stale=False, data_created=T0 + 10, last_parse_seconds=h.health().last_parse_seconds, parses_total=2
+        )
+
+
+async def test_burst_of_renames_ends_on_the_last_file(path: Path) -> None:
+    async with Harness(path) as h:
+        await until(lambda: h.created() == T0)
+        for i in range(1, 6):
+            write_atomic(path, statusdat(T0 + i))
+        await until(lambda: h.created() == T0 + 5)
+        assert h.tailer.facts.errors_total == 0
+
+
+async def test_truncated_copy_in_place_keeps_last_good_then_recovers(path: Path) -> None:
+    async with Harness(path) as h:
+        await until(lambda: h.created() == T0)
+        good = h.tailer.current
+        data = statusdat(T0 + 10)
+        with open(path, "wb") as f:  # temp_file on another filesystem: Nagios copies in place
+            f.write(data[: len(data) // 2])
+        await until(lambda: h.tailer.facts.errors_total >= 1)
+        assert h.tailer.current is good
+        health = h.health()
+        assert not health.stale  # the good data is still fresh; the error is visible beside it
+        assert health.last_error and health.last_error_time == T0
+        write_atomic(path, data)
+        await until(lambda: h.created() == T0 + 10)
+        h.now = T0 + 10
+        assert not h.health().stale
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\xff\xfe garbage {{{ =\n\t}", b"info {\n\tcreated=17"])
+async def test_empty_or_garbage_file_is_an_error_old_data_kept(path: Path, content: bytes) -> None:
+    async with Harness(path) as h:
+        await until(lambda: h.created() == T0)
+        good = h.tailer.current
+        before = h.changes
+        fd = os.open(path.parent / "nagios.tmpXYZ", os.O_WRONLY | os.O_CREAT)
+        os.write(fd, content)
+        os.close(fd)
+        os.replace(path.parent / "nagios.tmpXYZ", path)
+        await until(lambda: h.tailer.facts.errors_total >= 1)
+        assert h.tailer.current is good
+        assert h.changes > before  # the error is news for the page too
+        health = h.health()
+        assert not health.stale and health.last_error and health.errors_total >= 1
+        if not content:
+            assert "empty" in health.last_error
+
+
+async def test_file_deleted_is_stale_at_once_and_recovers(path: Path) -> None:
+    async with Harness(path) as h:
+        await until(lambda: h.created() == T0)
+        path.unlink()  # what Nagios does on a clean stop
+        await until(lambda: h.health().stale)
+        assert h.health().reason == MISSING
+        assert h.tailer.current is not None and h.health().errors_total == 0
+        write_atomic(path, statusdat(T0 + 5))
+        await until(lambda: not h.health().stale)
+        assert h.created() == T0 + 5
+
+
+async def test_unreadable_path_is_an_error_old_data_kept(path: Path) -> None:
+    # Runs as root too: a directory in place of the file fails open() for real, unlike chmod 000.
+    async with Harness(path) as h:
+        await until(lambda: h.created() == T0)
+        path.unlink()
+        path.mkdir()
+        await until(lambda: h.tailer.facts.errors_total >= 1)
+        assert h.tailer.current is not None
+        assert "cannot read status.dat" in (h.health().last_error or "")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode; covered by the directory case")
+async def test_permission_denied_is_an_error_old_data_kept(path: Path) -> None:
+    async with Harness(path) as h:
+        await until(lambda: h.created() == T0)
+        tmp = path.parent / "nagios.tmpPERM"
+        tmp.write_bytes(statusdat(T0 + 10))
+        tmp.chmod(0)
+        os.replace(tmp, path)
+        await until(lambda: h.tailer.facts.errors_total >= 1)
+        assert h.created() == T0
+        assert "Permission denied" in (h.health().last_error or "")
+
+
+async def test_data_older_than_stale_after_is_stale(path: Path) -> None:
+    async with Harness(path, stale_after=180, poll_interval=0.05) as h:
+        await until(lambda: h.created() == T0)
+        h.now = T0 + 100
+        assert not h.health().stale
+        before = h.changes
+        h.now = T0 + 312
+        assert h.health().reason == "monitoring data is 312 s old (stale_after 180 s)"
+        await until(lambda: h.changes > before)  # the poll tick reports the change of health
+        write_atomic(path, statusdat(T0 + 300))
+        await until(lambda: h.created() == T0 + 300)
+        assert not h.health().stale
+
+
+async def test_directory_missing_at_start_then_created(tmp_path: Path) -> None:
+    path = tmp_path / "later" / "status.dat"
+    async with Harness(path, dir_poll_interval=0.05) as h:
+        await until(lambda: h.changes >= 1)
+        assert h.health().stale and h.health().reason == MISSING
+        path.parent.mkdir()
+        write_atomic(path, statusdat(T0))
+        await until(lambda: h.created() == T0)
+        write_atomic(path, statusdat(T0 + 1))  # and the watch is armed on the new directory
+        await until(lambda: h.created() == T0 + 1)
+
+
+async def test_directory_replaced_while_running(path: Path) -> None:
+    async with Harness(path, dir_poll_interval=0.05) as h:
+        await until(lambda: h.created() == T0)
+        shutil.rmtree(path.parent)
+        await until(lambda: h.health().reason == MISSING)
+        path.parent.mkdir()
+        write_atomic(path, statusdat(T0 + 1))
+        await until(lambda: h.created() == T0 + 1)
+        write_atomic(path, statusdat(T0 + 2))
+        await until(lambda: h.created() == T0 + 2)
+
+
+async def test_slow_parse_does_not_block_the_event_loop(path: Path) -> None:
+    from bridge.statusdat import parse
+
+    def slow_parse(raw: bytes) -> StatusData:
+        time.sleep(0.5)  # a 143 MB status.dat takes about this long
+        return parse(raw)
+
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    tick_task = asyncio.create_task(ticker())
+    try:
+        async with Harness(path, parse=slow_parse) as h:
+            await until(lambda: h.created() == T0)
+            assert ticks >= 20
+            assert (h.health().last_parse_seconds or 0) >= 0.5
+    finally:
+        tick_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await tick_task
+
+
+async def test_cancel_during_parse_is_prompt(path: Path) -> None:
+    def slow_parse(raw: bytes) -> StatusData:
+        time.sleep(0.3)
+        raise ValueError("never finishes in time")
+
+    h = Harness(path, parse=slow_parse)
+    async with h:
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+    assert time.monotonic() - started < 0.25
+
+
+async def test_failing_listener_does_not_stop_the_tailer(path: Path) -> None:
+    calls: list[float] = []
+
+    def on_change() -> None:
+        calls.append(time.time())
+        raise RuntimeError("listener bug")
+
+    tailer = StatusDatTailer(path, 180, on_change, poll_interval=60)
+    task = asyncio.create_task(tailer.run())
+    try:
+        await until(lambda: len(calls) >= 1)
+        write_atomic(path, statusdat(T0 + 1))
+        await until(lambda: tailer.current is not None and tailer.current.created == T0 + 1)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 2.0)
+
+
+async def test_fallback_poll_rereads_only_a_changed_file(path: Path) -> None:
+    # Drives the poll step directly, as on NFS where no inotify event ever comes.
+    tailer = StatusDatTailer(path, 180, lambda: None)
+    await tailer._refresh(probe(path), changed=False)
+    assert tailer.facts.parses_total == 1
+    await tailer._refresh(probe(path), changed=False)
+    assert tailer.facts.parses_total == 1  # unchanged (inode, mtime, size): no re-read
+    write_atomic(path, statusdat(T0 + 1))
+    await tailer._refresh(probe(path), changed=False)
+    assert tailer.facts.parses_total == 2 and tailer.current and tailer.current.created == T0 + 1
+
+
+GOOD = TailFacts(data_created=T0, parses_total=3, last_parse_seconds=0.2)
+
+
+@pytest.mark.parametrize(
+    ("facts", "now", "reason"),
+    [
+        (TailFacts(), T0, "no good status.dat read yet"),
+        (TailFacts(last_error="cannot parse status.dat: x"), T0, "no good status.dat read yet: cannot parse status.dat: x"),
+        (TailFacts(missing=True), T0, MISSING),
+        (TailFacts(missing=True, data_created=T0), T0, MISSING),  # missing beats fresh data
+        (GOOD, T0, None),
+        (GOOD, T0 + 180, None),  # exactly stale_after is still fresh
+        (GOOD, T0 + 180.5, "monitoring data is 181 s old (stale_after 180 s)"),
+        (GOOD, T0 + 312, "monitoring data is 312 s old (stale_after 180 s)"),
+        (GOOD, T0 - 30, None),  # created in the future (clock skew) is not stale
+        (TailFacts(data_created=T0, last_error="boom", errors_total=4), T0 + 10, None),  # error alone: not stale
+    ],
+)
+def test_stale_reason_table(facts: TailFacts, now: float, reason: str | None) -> None:
+    assert stale_reason(facts, now, 180) == reason
+    health = compute_health(facts, now, 180)
+    assert health.stale is (reason is not None) and health.reason == reason
+    assert (health.data_created, health.errors_total, health.parses_total) == (
+        facts.data_created,
+        facts.errors_total,
+        facts.parses_total,
+    )
+
+
+def test_apply_outcome_table() -> None:
+    data = StatusData(created=T0 + 5, version="4.4.6")
+    ok = apply_outcome(GOOD, ReadOutcome(data, None, False, (1, 2, 3), 0.4), T0 + 6)
+    assert ok == TailFacts(data_created=T0 + 5, parses_total=4, last_parse_seconds=0.4)
+    bad = apply_outcome(ok, ReadOutcome(None, "cannot parse status.dat: cut", False, (1, 2, 3), None), T0 + 7)
+    assert bad == TailFacts(
+        data_created=T0 + 5, parses_total=4, last_parse_seconds=0.4,
+        last_error="cannot parse status.dat: cut", last_error_time=T0 + 7, errors_total=1,
+    )
+    gone = apply_outcome(bad, ReadOutcome(None, None, True, None, None), T0 + 8)
+    assert gone.missing and gone.data_created == T0 + 5 and gone.errors_total == 1
+    back = apply_outcome(gone, ReadOutcome(data, None, False, (4, 5, 6), 0.3), T0 + 9)
+    assert not back.missing and back.parses_total == 5 and back.last_error == "cannot parse status.dat: cut"
