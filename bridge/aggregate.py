@@ -123,7 +123,9 @@ def _combine_counts(c: Sequence[int], rule: str, quorum: float) -> Status:
             if up == judged:
                 return UP
             return PARTIAL if problems else MAINTENANCE
-        return MAINTENANCE if maint == judged - up else DOWN
+        # Below quorum is an outage only if something is actually down: degraded or
+        # maintained checks alone must never make the page say "Down".
+        return DOWN if down else PARTIAL if partial else MAINTENANCE
     raise ValueError(f"unknown component rule {rule!r}")
 
 

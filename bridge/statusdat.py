@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import re
 from functools import lru_cache
-from itertools import repeat
+from itertools import compress, repeat
 from operator import truth
-from typing import Callable
+from typing import Callable, Iterable
 
 from bridge.model import CheckState, StatusData
 
@@ -18,202 +19,273 @@ class StatusDatError(ValueError):
     """status.dat is truncated, malformed or missing required data."""
 
 
-# Canonical field order of a captured row; the first two (plus service_description
-# for services) are names, the rest map onto CheckState in this order.
-_INT_FIELDS = (
+# Raw values kept per block, in the order Nagios 4 writes them, so that its blocks need
+# no reordering (Match.groups() is the row as is).
+_HOST_FIELDS = (
+    b"host_name", b"has_been_checked", b"current_state", b"last_hard_state", b"plugin_output",
+    b"long_plugin_output", b"last_check", b"state_type", b"last_state_change",
+    b"problem_has_been_acknowledged", b"is_flapping", b"scheduled_downtime_depth",
+)
+_SERVICE_FIELDS = (
+    b"host_name", b"service_description", b"has_been_checked", b"current_state",
+    b"last_hard_state", b"state_type", b"last_state_change", b"plugin_output",
+    b"long_plugin_output", b"last_check", b"problem_has_been_acknowledged", b"is_flapping",
+    b"scheduled_downtime_depth",
+)
+_KINDS = {b"hoststatus": _HOST_FIELDS, b"servicestatus": _SERVICE_FIELDS}
+# CheckState's fields after host and service, as status.dat keys.
+_STATE_FIELDS = (
     b"current_state", b"state_type", b"last_hard_state", b"has_been_checked",
     b"problem_has_been_acknowledged", b"scheduled_downtime_depth", b"is_flapping",
-    b"last_check", b"last_state_change",
+    b"last_check", b"last_state_change", b"plugin_output", b"long_plugin_output",
 )
 _BOOL_FIELDS = frozenset({b"has_been_checked", b"problem_has_been_acknowledged", b"is_flapping"})
-# Icinga 2 omits the outputs for objects that have no check result yet.
-_TEXT_FIELDS = (b"plugin_output", b"long_plugin_output")
-_HOST_FIELDS = (b"host_name", *_INT_FIELDS, *_TEXT_FIELDS)
-_SERVICE_FIELDS = (b"host_name", b"service_description", *_INT_FIELDS, *_TEXT_FIELDS)
-_KINDS = {b"hoststatus": _HOST_FIELDS, b"servicestatus": _SERVICE_FIELDS}
+# Icinga 2 omits both outputs for objects that have no check result yet.
+_TEXT_FIELDS = frozenset({b"plugin_output", b"long_plugin_output"})
+_INT_FIELDS = frozenset(_STATE_FIELDS) - _TEXT_FIELDS
+_TIMESTAMP_FIELDS = frozenset({b"last_check", b"last_state_change"})
 
 _INT_RE = re.compile(rb"-?[0-9]+\Z")
 _HEADER_RE = re.compile(rb"([A-Za-z_][A-Za-z0-9_]*) \{\Z")
-_BAD_BODY_LINE_RE = re.compile(rb"\n[^\t]")
+_NON_TAB_LINE_RE = re.compile(rb"\n[^\t]")
+# Body lines up to the block's end: the first "\t}" line not followed by another body line.
+_BODY = rb"(?:\t(?!\}\n(?!\t))[^\n]*+\n)*+\t\}\n\n*+"
+_OTHER_BLOCK_RE = re.compile(rb"(?!(?:hoststatus|servicestatus|info) )[A-Za-z_][A-Za-z0-9_]*+ \{\n" + _BODY)
+_SMALL_INTS = {str(i).encode(): i for i in range(-1, 256)}
+_SMALL_BOOLS = {str(i).encode(): bool(i) for i in range(-1, 256)}
 _UNESCAPE_RE = re.compile(r"\\[\\n]")
 _UNESCAPE = {"\\\\": "\\", "\\n": "\n"}
 
+# The key (or None) on each line of a block, up to its last wanted key.
+Layout = tuple[bytes | None, ...]
+# A compiled whole-block match() and the group numbers giving _KINDS order (None: groups()).
+FastPath = tuple[Callable, "tuple[int, ...] | None"]
 
-def _fail(data: bytes, pos: int, msg: str) -> StatusDatError:
-    """Build an error that locates byte offset pos by line number too."""
+
+def _error(data: bytes, pos: int, msg: str) -> StatusDatError:
+    """Build an error that locates byte offset pos by line too."""
     line = data.count(b"\n", 0, pos) + 1
     return StatusDatError(f"status.dat line {line} (byte {pos}): {msg}")
 
 
 def _decode(raw: bytes) -> str:
-    """Decode one value as UTF-8, or Latin-1 (lossless) when it is not valid UTF-8."""
+    """Decode one value as UTF-8, or as Latin-1 (never fails) when it is not UTF-8."""
     try:
         return raw.decode()
     except UnicodeDecodeError:
         return raw.decode("latin-1")
 
 
-def _decode_all(column: tuple[bytes, ...]) -> list[str]:
-    """Decode a whole column at C speed, falling back per value only when needed."""
+def _decode_all(column: list[bytes]) -> list[str]:
+    """Decode a column at C speed; fall back value by value only if some value is not UTF-8."""
     try:
         return list(map(bytes.decode, column))
     except UnicodeDecodeError:
         return list(map(_decode, column))
 
 
-def _unescape(text: str) -> str:
-    """Undo Nagios' long_plugin_output escaping in one pass (so `\\\\n` stays `\\n`)."""
-    return _UNESCAPE_RE.sub(lambda m: _UNESCAPE[m.group()], text) if "\\" in text else text
+def _unescape_all(column: list[bytes]) -> list[str]:
+    """Decode long_plugin_output values and undo Nagios' escaping of backslash and newline."""
+    texts = _decode_all(column)
+    if b"\\" in b"".join(column):
+        for i in compress(range(len(texts)), map(str.__contains__, texts, repeat("\\"))):
+            text = texts[i]
+            if "\\\\" in text:
+                texts[i] = _UNESCAPE_RE.sub(lambda m: _UNESCAPE[m.group()], text)
+            else:
+                texts[i] = text.replace("\\n", "\n")
+    return texts
 
 
-@lru_cache(maxsize=32)
-def _fast_pattern(kind: bytes, layout: tuple[bytes | None, ...]) -> tuple[Callable, tuple[int, ...]]:
-    """Compile a block regex for one key layout; returns its match() and group order."""
-    # Unrolled per-line pieces keep sre on literal + single-class loops (no backtracking);
-    # a layout mismatch just fails the match and the block takes the generic path.
-    parts = [rb"\n*", re.escape(kind), rb" \{\n"]
+def _ints(data: bytes, field: bytes, column: list[bytes]) -> Iterable[int]:
+    """Convert a column of integer (or flag) values, refusing anything but -?[0-9]+."""
+    table = _SMALL_BOOLS if field in _BOOL_FIELDS else _SMALL_INTS
+    if field not in _TIMESTAMP_FIELDS and set(column) <= table.keys():
+        return map(table.__getitem__, column)  # states and flags: a handful of distinct values
+    values = None
+    if b"".join(column).isdigit():  # only ASCII digits (but also lets an empty value through)
+        try:
+            values = list(map(int, column))
+        except ValueError:
+            pass
+    if values is None:
+        for raw in column:
+            if not _INT_RE.match(raw):
+                pos = data.find(b"\t" + field + b"=" + raw + b"\n")
+                raise _error(data, pos, f"'{field.decode()}' is not an integer: {raw[:40]!r}")
+        try:
+            values = list(map(int, column))
+        except ValueError:  # thousands of digits: beyond int()'s limit for strings
+            raise StatusDatError(f"status.dat: a '{field.decode()}' value has too many digits") from None
+    return map(truth, values) if field in _BOOL_FIELDS else values
+
+
+@lru_cache(maxsize=16)
+def _fast_path(kind: bytes, layout: Layout) -> FastPath:
+    """Compile a whole-block regex for one key layout (a key or None per line)."""
+    # Unrolled lines and possessive repeats keep sre from ever backtracking. A block with
+    # another layout just fails to match and takes the generic path: never less strict.
+    parts = [re.escape(kind), rb" \{\n"]
     group_of: dict[bytes, int] = {}
     for key in layout:
         if key is None:
-            parts.append(rb"\t[^}\n][^\n]*\n")
+            parts.append(rb"\t[^\n]*+\n")
         else:
             group_of[key] = len(group_of) + 1
-            value = rb"(-?[0-9]+)" if key in _INT_FIELDS else rb"([^\n]*)"
-            parts.append(rb"\t" + re.escape(key) + b"=" + value + rb"\n")
-    parts.append(rb"(?:\t[^}\n][^\n]*\n)*\t\}\n")
+            parts.append(rb"\t" + re.escape(key) + rb"=([^\n]*+)\n")
+    parts.append(_BODY)
     order = tuple(group_of[f] for f in _KINDS[kind])
-    return re.compile(b"".join(parts)).match, order
+    return re.compile(b"".join(parts)).match, None if order == tuple(sorted(order)) else order
 
 
-def _block_row(data: bytes, kind: bytes, start: int, end: int) -> tuple[tuple[bytes, ...], tuple | None]:
-    """Parse one status block body generically; return its row and its layout (None if partial)."""
+def _status_block(data: bytes, kind: bytes, start: int, end: int) -> tuple[tuple, Layout | None]:
+    """Parse one host/service block body generically; also return its layout if complete."""
     fields = _KINDS[kind]
     values: dict[bytes, bytes] = {}
     layout: list[bytes | None] = []
     pos = start
     for line in data[start:end].split(b"\n") if end > start else ():
         if line[:1] != b"\t":
-            raise _fail(data, pos, f"expected a tab-indented key=value line inside '{kind.decode()}'")
+            raise _error(data, pos, f"expected a tab-indented key=value line in '{kind.decode()}'")
         key, sep, value = line[1:].partition(b"=")
-        wanted = sep and key in fields and key not in values
+        wanted = bool(sep) and key in fields and key not in values
         if wanted:
             if key in _INT_FIELDS and not _INT_RE.match(value):
-                raise _fail(data, pos, f"'{key.decode()}' is not an integer: {value[:40]!r}")
+                raise _error(data, pos, f"'{key.decode()}' is not an integer: {value[:40]!r}")
             values[key] = value
         layout.append(key if wanted else None)
         pos += len(line) + 1
     missing = [f.decode() for f in fields if f not in values and f not in _TEXT_FIELDS]
     if missing:
-        raise _fail(data, start, f"'{kind.decode()}' block lacks {', '.join(missing)}")
-    complete = len(values) == len(fields)
-    if complete:
-        # Only lines up to the last wanted key belong to the fixed part of the layout.
-        del layout[max(i for i, k in enumerate(layout) if k is not None) + 1 :]
+        raise _error(data, start, f"'{kind.decode()}' block lacks {', '.join(missing)}")
     row = tuple(values.get(f, b"") for f in fields)
-    return row, tuple(layout) if complete else None
+    if len(values) < len(fields):
+        return row, None
+    # Lines after the last wanted key (custom variables) are matched by the trailer.
+    last = max(i for i, key in enumerate(layout) if key is not None)
+    return row, tuple(layout[: last + 1])
 
 
 def _info(data: bytes, start: int, end: int) -> tuple[float, str | None]:
-    """Read created/version from the info block body."""
+    """Read created and version from the info block body."""
     info = dict(line[1:].partition(b"=")[::2] for line in data[start:end].split(b"\n"))
     raw = info.get(b"created")
     if raw is None:
-        raise _fail(data, start, "info block has no 'created'")
+        raise _error(data, start, "the info block has no 'created'")
     try:
-        created = float(raw.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
+        created = float(raw.decode("ascii")) if raw.strip() == raw else math.nan
+    except ValueError:  # also UnicodeDecodeError
         created = math.nan
     if not math.isfinite(created) or created < 0:
-        raise _fail(data, start, f"info.created is not a timestamp: {raw[:40]!r}")
+        raise _error(data, start, f"info 'created' is not a timestamp: {raw[:40]!r}")
     version = info.get(b"version")
     return created, None if version is None else _decode(version)
 
 
-def _scan(data: bytes) -> tuple[float | None, str | None, list[tuple], list[tuple]]:
-    """Walk the top level once, collecting raw host and service rows."""
-    created: float | None = None
-    version: str | None = None
-    rows: dict[bytes, list[tuple]] = {b"hoststatus": [], b"servicestatus": []}
-    fast: dict[bytes, tuple[Callable, tuple[int, ...]] | None] = dict.fromkeys(rows)
-    misses = dict.fromkeys(rows, 0)
-    n = len(data)
-    pos = 0
-    while pos < n:
-        for kind, pattern in fast.items():
-            # Hot loop: a run of blocks of one kind that fit the learned layout.
-            if pattern is None:
-                continue
-            match, order = pattern
-            append = rows[kind].append
-            m = match(data, pos)
-            while m is not None:
-                append(m.group(*order))
-                pos = m.end()
+def _scan(data: bytes) -> tuple[float, str | None, list[bytes], list[bytes]]:
+    """Walk the file once, block by block; return info and the flat raw host and service values."""
+    info: tuple[float, str | None] | None = None
+    flat: dict[bytes, list[bytes]] = {kind: [] for kind in _KINDS}
+    fast: dict[bytes, FastPath | None] = dict.fromkeys(_KINDS)
+    slow = dict.fromkeys(_KINDS, 0)
+    other = _OTHER_BLOCK_RE.match
+    pos, size = 0, len(data)
+    while pos < size:
+        # Hot loops: runs of blocks that fit a learned layout (all of Nagios' status blocks)
+        # and runs of blocks we only check and skip (comments, downtimes, contacts).
+        start = pos
+        for kind, path in fast.items():
+            if path is not None:
+                match, order = path
+                extend = flat[kind].extend
                 m = match(data, pos)
-        if pos >= n:
-            break
+                while m is not None:
+                    extend(m.groups() if order is None else m.group(*order))
+                    pos = m.end()
+                    m = match(data, pos)
+        m = other(data, pos)
+        while m is not None:
+            pos = m.end()
+            m = other(data, pos)
+        if pos != start:
+            continue
         eol = data.find(b"\n", pos)
         if eol < 0:
-            raise _fail(data, pos, "last line has no newline: file truncated")
+            raise _error(data, pos, "the last line has no newline: file truncated")
         line = data[pos:eol]
         if not line.strip(b" \t") or line[:1] == b"#":
             pos = eol + 1
             continue
         header = _HEADER_RE.match(line)
         if header is None:
-            raise _fail(data, pos, f"expected a block header like 'hoststatus {{', got {line[:60]!r}")
+            raise _error(data, pos, f"expected a block header like 'hoststatus {{', got {line[:60]!r}")
         kind = header.group(1)
         end = data.find(b"\n\t}\n", eol)
+        while end >= 0 and data.startswith(b"\t", end + 4):
+            end = data.find(b"\n\t}\n", end + 3)
         if end < 0:
-            raise _fail(data, pos, f"block '{kind.decode()}' is not closed: file truncated")
-        if kind in rows:
-            row, layout = _block_row(data, kind, eol + 1, end)
-            rows[kind].append(row)
-            misses[kind] += 1
-            # Relearn when this layout has become the common one (e.g. Icinga pending objects first).
-            if layout is not None and (fast[kind] is None or 2 * misses[kind] > len(rows[kind])):
-                fast[kind] = _fast_pattern(kind, layout)
+            raise _error(data, pos, f"'{kind.decode()}' block is not closed: file truncated")
+        if kind in flat:
+            row, layout = _status_block(data, kind, eol + 1, end)
+            flat[kind].extend(row)
+            slow[kind] += 1
+            misses = slow[kind]
+            # Relearn when most blocks so far missed (e.g. Icinga listing pending objects
+            # first), but only at powers of two: a file of ever-changing layouts must not
+            # cost a regex compile per block.
+            if layout is not None and (
+                fast[kind] is None
+                or (misses & (misses - 1) == 0 and 2 * misses * len(row) > len(flat[kind]))
+            ):
+                fast[kind] = _fast_path(kind, layout)
         else:
-            bad = _BAD_BODY_LINE_RE.search(data, eol, end + 1)
+            bad = _NON_TAB_LINE_RE.search(data, eol, end + 1)
             if bad is not None:
-                raise _fail(data, bad.start() + 1, f"expected a tab-indented line inside '{kind.decode()}'")
+                raise _error(data, bad.start() + 1, f"expected a tab-indented line in '{kind.decode()}'")
             if kind == b"info":
-                if created is not None:
-                    raise _fail(data, pos, "second info block")
-                created, version = _info(data, eol + 1, end)
+                if info is not None:
+                    raise _error(data, pos, "a second info block")
+                info = _info(data, eol + 1, end)
         pos = end + 4
-    return created, version, rows[b"hoststatus"], rows[b"servicestatus"]
+    if info is None:
+        raise StatusDatError("status.dat has no info block (no 'created' time)")
+    return *info, flat[b"hoststatus"], flat[b"servicestatus"]
 
 
-def _build(rows: list[tuple], services: bool) -> dict:
-    """Turn raw rows into CheckStates column by column, at C speed."""
-    width = len(_SERVICE_FIELDS if services else _HOST_FIELDS)
-    columns = list(zip(*rows)) if rows else [()] * width
-    del rows[:]
-    names = [_decode_all(c) for c in columns[: 1 + services]]
-    try:
-        ints = [list(map(int, c)) for c in columns[1 + services : -2]]
-    except ValueError as e:  # only a value with thousands of digits gets here
-        raise StatusDatError(f"status.dat: integer value too long ({e})") from None
-    for i, field in enumerate(_INT_FIELDS):
-        if field in _BOOL_FIELDS:
-            ints[i] = list(map(truth, ints[i]))
-    output = _decode_all(columns[-2])
-    long_output = list(map(_unescape, _decode_all(columns[-1])))
-    del columns
-    keys = zip(*names) if services else names[0]
-    service = names[1] if services else repeat(None)
-    states = map(tuple.__new__, repeat(CheckState), zip(names[0], service, *ints, output, long_output))
-    return dict(zip(keys, states))
+def _states(data: bytes, kind: bytes, flat: list[bytes]) -> dict:
+    """Turn the flat raw values into {name: CheckState}, column by column at C speed."""
+    fields = _KINDS[kind]
+    width = len(fields)
+    raw = {field: flat[i::width] for i, field in enumerate(fields)}
+    flat.clear()
+    host_names = raw.pop(b"host_name")
+    unique = list(dict.fromkeys(host_names))  # a host has many services: decode it once
+    hosts = list(map(dict(zip(unique, _decode_all(unique))).__getitem__, host_names))
+    services = _decode_all(raw.pop(b"service_description")) if kind == b"servicestatus" else None
+    columns = [_ints(data, f, raw[f]) for f in _STATE_FIELDS[:-2]]
+    columns.append(_decode_all(raw[b"plugin_output"]))
+    columns.append(_unescape_all(raw[b"long_plugin_output"]))
+    del raw
+    cells = zip(hosts, repeat(None) if services is None else services, *columns)
+    states = map(tuple.__new__, repeat(CheckState), cells)
+    return dict(zip(hosts if services is None else zip(hosts, services), states))
 
 
 def parse(data: bytes) -> StatusData:
     """Parse a whole status.dat; raise StatusDatError rather than return anything partial."""
     if not isinstance(data, bytes):
         data = bytes(data)
-    if not data.strip():
+    if not data or data.isspace():  # (strip() would copy all of it)
         raise StatusDatError("status.dat is empty")
-    created, version, host_rows, service_rows = _scan(data)
-    if created is None:
-        raise StatusDatError("status.dat has no info block with 'created'")
-    return StatusData(created, version, _build(host_rows, False), _build(service_rows, True))
+    # Hundreds of thousands of fresh tuples would trigger repeated full collections
+    # for nothing: nothing built here can form a reference cycle.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        created, version, host_values, service_values = _scan(data)
+        hosts = _states(data, b"hoststatus", host_values)
+        services = _states(data, b"servicestatus", service_values)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return StatusData(created, version, hosts, services)

@@ -113,11 +113,13 @@ def test_check_status(check: CheckState, host: CheckState | None, options: dict[
     ("quorum", 75, [UP, UP, UP, DOWN], PARTIAL),
     ("quorum", 75.1, [UP, UP, UP, DOWN], DOWN),
     ("quorum", 66.66, [UP, UP, PARTIAL], PARTIAL),
-    ("quorum", 66.67, [UP, UP, PARTIAL], DOWN),
+    ("quorum", 66.67, [UP, UP, PARTIAL], PARTIAL),  # below quorum but nothing down
+    ("quorum", 66.67, [UP, UP, DOWN], DOWN),
     ("quorum", 50, [UP, MAINT], MAINT),
     ("quorum", 50, [UP, MAINT, MAINT], MAINT),  # below quorum, but only maintenance
     ("quorum", 50, [UP, MAINT, DOWN], DOWN),
-    ("quorum", 100, [UP, UP, PARTIAL], DOWN),
+    ("quorum", 100, [UP, UP, PARTIAL], PARTIAL),
+    ("quorum", 100, [UP, UP, DOWN], DOWN),
     ("quorum", 0, [DOWN, DOWN], PARTIAL),
     ("quorum", 50, [MAINT, MAINT], MAINT),
 ])
@@ -178,14 +180,15 @@ def test_combine_is_monotone(statuses: list[Status], data: st.DataObject, rule: 
     assert RANK[combine(after, rule, q)] >= RANK[combine(statuses, rule, q)]
 
 
-@given(st.lists(st.sampled_from([UP, MAINT, PARTIAL, NODATA])), st.sampled_from(["worst", "all"]))
-def test_no_down_check_never_down(statuses: list[Status], rule: str) -> None:
-    assert combine(statuses, rule, 50) is not DOWN
+@given(st.lists(st.sampled_from([UP, MAINT, PARTIAL, NODATA])), rules, quorums)
+def test_no_down_check_never_down(statuses: list[Status], rule: str, q: float) -> None:
+    assert combine(statuses, rule, q) is not DOWN
 
 
-def test_quorum_is_down_below_threshold_without_down_checks() -> None:
-    # The quorum rule counts UP checks only: too few of them is an outage even if none is DOWN.
-    assert combine([PARTIAL, PARTIAL, UP], "quorum", 50) is DOWN
+def test_quorum_never_down_without_down_checks() -> None:
+    # Below quorum, degraded checks alone are a partial outage, not "Down".
+    assert combine([PARTIAL, PARTIAL, UP], "quorum", 50) is PARTIAL
+    assert combine([PARTIAL, DOWN, UP], "quorum", 50) is DOWN
 
 
 @given(st.lists(judged | st.just(NODATA)), st.data(), rules, quorums)
