@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import dataclasses
 import logging
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -71,6 +73,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """status-bridge demo."""
     directory = args.dir or Path(tempfile.mkdtemp(prefix="status-bridge-demo-"))
     directory.mkdir(parents=True, exist_ok=True)
+    if args.dir is None:
+        # A temp dir we made is ours to remove; a --dir the user named is left alone.
+        atexit.register(shutil.rmtree, directory, True)
     settings = Settings(demo_config(directory), demo_dir=directory, demo_interval=args.interval)
     host, port = args.listen or (settings.config.listen_host, settings.config.listen_port)
     print(f"status-bridge demo: simulated Nagios writes {directory / 'status.dat'} every {args.interval:g} s", file=sys.stderr)

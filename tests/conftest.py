@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,13 @@ def require_binary(name: str) -> str:
     require_real(name, path is not None)
     assert path is not None
     return path
+
+
+def free_port() -> int:
+    """An ephemeral loopback port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def check(host: str, service: str | None = None, state: int = 0, **kw: object) -> CheckState:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import build_parser, main
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 COMMANDS = ["run", "demo", "check-config", "get"]
 
@@ -72,13 +71,6 @@ name = "Web"
   name = "Website"
   checks = [{{ host = "web-1", service = "HTTP" }}]
 """
-
-
-def free_port() -> int:
-    """An ephemeral loopback port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

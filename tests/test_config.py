@@ -17,24 +17,13 @@ from bridge.config import (
     load_config,
     parse_config,
 )
+from bridge.demo.simulator import demo_objects, render_statusdat
 from bridge.model import CheckState, Status, StatusData
+from bridge.statusdat import parse
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config" / "status-bridge.example.toml"
 DEMO = Path(bridge.demo.__file__).parent / "demo.toml"
-
-# The simulated Nagios objects behind `status-bridge demo` (the simulator uses the same list).
-DEMO_OBJECTS = {
-    "web-1": ["HTTP", "HTTPS", "Load"],
-    "web-2": ["HTTP", "HTTPS", "Load"],
-    "db-1": ["PostgreSQL", "Disk /var"],
-    "db-2": ["PostgreSQL", "Disk /var"],
-    "mail-1": ["SMTP", "IMAP"],
-    "vpn-1": ["OpenVPN"],
-    "vpn-2": ["OpenVPN"],
-    "ldap-1": ["LDAP"],
-    "files-1": ["NFS", "Backup"],
-}
 
 GROUP = """
 [[group]]
@@ -106,7 +95,9 @@ def test_demo_config_loads_and_matches_simulator() -> None:
         CheckPattern("db-*", "PostgreSQL"),
         CheckPattern("db-*", "Disk*"),
     )
-    assert check_config(DEMO, _statusdat(DEMO_OBJECTS)) == CheckReport(problems=[], warnings=[])
+    now = 1_800_000_000
+    simulated = parse(render_statusdat(demo_objects(now), now))
+    assert check_config(DEMO, simulated) == CheckReport(problems=[], warnings=[])
 
 
 def test_defaults() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import free_port
 from tests.nagios import Nagios, running_nagios, tail, wait_until, write_command
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]  # (name, sorted labels) -> value
@@ -135,13 +135,6 @@ def test_write_command_does_not_block_without_reader(tmp_path: Path) -> None:
         write_command(fifo, "[0] PROCESS_HOST_CHECK_RESULT;h;0;ok")
 
 
-def _free_port() -> int:
-    """An unused loopback TCP port (tiny race until the bridge binds it; fine for tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Bridge:
     """status-bridge `run` as a real subprocess, with stderr captured to a file."""
 
@@ -226,7 +219,7 @@ class Bridge:
 @pytest.fixture
 def bridge(nagios: Nagios) -> Iterator[Bridge]:
     """A status-bridge serving the test Nagios' status.dat on a free loopback port."""
-    port = _free_port()
+    port = free_port()
     config = nagios.root / "status-bridge.toml"
     config.write_text(BRIDGE_CONFIG.format(status_file=nagios.status_file, stale_after=STALE_AFTER, port=port))
     instance = Bridge(config, port, nagios.root)

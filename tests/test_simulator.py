@@ -24,9 +24,10 @@ from bridge.demo.simulator import (
     run_simulator,
     step,
 )
+from tests.conftest import CORPUS as CORPUS_DIR
 
 T0 = 1_800_000_000
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "status-1k.dat.gz"
+CORPUS = CORPUS_DIR / "status-1k.dat.gz"
 EXPECTED = {
     "web-1": ["HTTP", "HTTPS", "Load"],
     "web-2": ["HTTP", "HTTPS", "Load"],
