@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -13,7 +13,6 @@ from bridge.http import error_middleware
 from bridge.keys import HEALTH, LIVE, REGISTRY, SETTINGS
 from bridge.live import Live
 from bridge.metrics import SnapshotCollector, make_registry
-from bridge.model import SourceHealth
 from bridge.settings import Settings
 from bridge.views import add_routes
 
@@ -56,7 +55,7 @@ async def _demo_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _statusdat_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Tail status.dat: publish every good snapshot and every health change."""
+    """Tail status.dat: publish every good snapshot and every health change (incl. going stale by age)."""
     from bridge.tail import StatusDatTailer
 
     settings, live = app[SETTINGS], app[LIVE]
@@ -70,23 +69,11 @@ async def _statusdat_ctx(app: web.Application) -> AsyncIterator[None]:
     tailer = StatusDatTailer(settings.config.statusdat_path, settings.config.stale_after, on_change)
     app[HEALTH] = tailer.health
     run = asyncio.create_task(tailer.run())
-    tick = asyncio.create_task(_tick(live, tailer.health, settings.tick_seconds))
     with contextlib.suppress(asyncio.TimeoutError):
         # Serve the first snapshot rather than a "no data" page when the file is there.
         await asyncio.wait_for(first.wait(), FIRST_LOAD_TIMEOUT)
     yield
-    await _cancel(tick)
     await _cancel(run)
-
-
-async def _tick(live: Live, health: Callable[[float], SourceHealth], every: float) -> None:
-    """Re-evaluate staleness: data can go stale without any file event."""
-    while True:
-        await asyncio.sleep(every)
-        h = health(live.clock())
-        if live.needs_refresh(h):
-            live.update(live.data, h)
-
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -65,11 +65,6 @@ class Live:
         self.config, self.matcher = config, Matcher()
         self.published = self._build(self.clock())
 
-    def needs_refresh(self, health: SourceHealth) -> bool:
-        """True when health changed in a way the published feeds show (stale flag or a new error)."""
-        old = self.health
-        return health.stale != old.stale or health.last_error_time != old.last_error_time
-
     def _build(self, now: float) -> Published:
         """Aggregate and encode every feed once."""
         snap = aggregate(self.data, self.health, self.config, now, self.matcher)

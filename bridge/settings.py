@@ -16,4 +16,3 @@ class Settings:
     watch: bool = True  # start the status.dat tailer (tests may feed data directly instead)
     demo_dir: Path | None = None  # when set, a simulator writes a live demo status.dat here
     demo_interval: float = 3.0
-    tick_seconds: float = 1.0  # how often staleness is re-evaluated
