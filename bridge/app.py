@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from bridge.http import error_middleware
-from bridge.keys import HEALTH, LIVE, REGISTRY, SETTINGS
+from bridge.keys import DB, HEALTH, LIVE, REFRESH, REGISTRY, SETTINGS
 from bridge.live import Live
 from bridge.metrics import SnapshotCollector, make_registry
 from bridge.settings import Settings
+from bridge.storage import list_notices, list_overrides, open_db
 from bridge.views import add_routes
 
 log = logging.getLogger("bridge.app")
@@ -29,12 +30,26 @@ def make_app(settings: Settings) -> web.Application:
     app[LIVE] = live
     app[HEALTH] = lambda now: live.health
     app[REGISTRY] = make_registry(SnapshotCollector(live, lambda now: app[HEALTH](now)))
+    db = open_db(settings.db_path or ":memory:")
+    app[DB] = db
+
+    def refresh() -> None:
+        live.set_notices(list_notices(db), list_overrides(db))
+
+    app[REFRESH] = refresh
+    refresh()
+    app.on_cleanup.append(_close_db)
     add_routes(app)
     if settings.demo_dir is not None:
         app.cleanup_ctx.append(_demo_ctx)
     if settings.watch and settings.config.statusdat_path is not None:
         app.cleanup_ctx.append(_statusdat_ctx)
     return app
+
+
+async def _close_db(app: web.Application) -> None:
+    """Close the SQLite connection on shutdown."""
+    app[DB].close()
 
 
 async def _demo_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -18,9 +18,11 @@ from aiohttp import web
 
 from bridge import __version__
 from bridge.config import Config, ConfigError, load_config, parse_config
-from bridge.settings import Settings
+from bridge.settings import Settings, default_db_path
 
 log = logging.getLogger("bridge.cli")
+
+DB_HELP = "SQLite file for notices and overrides (default: $STATE_DIRECTORY or /var/lib/status-bridge, status-bridge.db)"
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -66,7 +68,7 @@ def _serve(settings: Settings, listen: tuple[str, int] | None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """status-bridge run."""
-    return _serve(Settings(_load(args.config)), args.listen)
+    return _serve(Settings(_load(args.config), db_path=args.db or default_db_path()), args.listen)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -76,7 +78,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.dir is None:
         # A temp dir we made is ours to remove; a --dir the user named is left alone.
         atexit.register(shutil.rmtree, directory, True)
-    settings = Settings(demo_config(directory), demo_dir=directory, demo_interval=args.interval)
+    settings = Settings(
+        demo_config(directory),
+        demo_dir=directory,
+        demo_interval=args.interval,
+        db_path=args.db or directory / "status-bridge.db",
+    )
     host, port = args.listen or (settings.config.listen_host, settings.config.listen_port)
     print(f"status-bridge demo: simulated Nagios writes {directory / 'status.dat'} every {args.interval:g} s", file=sys.stderr)
     print(f"status-bridge demo: open http://{host}:{port}/api/services.json (Ctrl-C to stop)", file=sys.stderr)
@@ -129,7 +136,8 @@ def cmd_get(args: argparse.Namespace) -> int:
     if not args.path.startswith("/"):
         print("status-bridge get: PATH must start with /", file=sys.stderr)
         return 2
-    status, headers, body = asyncio.run(_get(Settings(_load(args.config)), args.path))
+    settings = Settings(_load(args.config), db_path=args.db or default_db_path())
+    status, headers, body = asyncio.run(_get(settings, args.path))
     if args.include:
         print(f"HTTP {status}")
         for k, v in headers.items():
@@ -149,12 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="serve the status page from a config file", description=cmd_run.__doc__)
     run.add_argument("--config", "-c", type=Path, required=True, help="TOML config file")
     run.add_argument("--listen", type=_listen, help="HOST:PORT, overrides [http] listen")
+    run.add_argument("--db", type=Path, help=DB_HELP)
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="serve a bundled demo with a simulated Nagios", description=cmd_demo.__doc__)
     demo.add_argument("--listen", type=_listen, help="HOST:PORT (default 127.0.0.1:8080)")
     demo.add_argument("--dir", type=Path, help="where the simulated status.dat lives (default: a new temp dir)")
     demo.add_argument("--interval", type=float, default=3.0, help="seconds between simulated status.dat writes")
+    demo.add_argument("--db", type=Path, help="SQLite file (default: status-bridge.db in the demo dir)")
     demo.set_defaults(func=cmd_demo)
 
     check = sub.add_parser("check-config", help="validate a config file", description=cmd_check_config.__doc__)
@@ -166,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("path", help="request path, e.g. /api/services.json")
     get.add_argument("--config", "-c", type=Path, required=True, help="TOML config file")
     get.add_argument("--include", "-i", action="store_true", help="print the status line and headers too")
+    get.add_argument("--db", type=Path, help=DB_HELP)
     get.set_defaults(func=cmd_get)
     return p
 

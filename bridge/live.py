@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bridge.aggregate import aggregate
 from bridge.config import Config
 from bridge.matching import Matcher
 from bridge.model import SourceHealth, Snapshot, StatusData
+from bridge.notices import Notice, Override, page_state, shown_overrides
 from bridge.render import oxford
 
 NO_DATA_HEALTH = SourceHealth(stale=True, reason="no monitoring data yet")
@@ -48,6 +50,8 @@ class Live:
         self.matcher = Matcher()
         self.data: StatusData | None = None
         self.health: SourceHealth = NO_DATA_HEALTH
+        self.notices: tuple[Notice, ...] = ()
+        self.overrides: tuple[Override, ...] = ()
         self.published = self._build(self.clock())
 
     @property
@@ -60,6 +64,11 @@ class Live:
         self.data, self.health = data, health
         self.published = self._build(self.clock())
 
+    def set_notices(self, notices: Sequence[Notice], overrides: Sequence[Override]) -> None:
+        """Take the stored notices and overrides (after a write or a scheduled time) and republish."""
+        self.notices, self.overrides = tuple(notices), tuple(overrides)
+        self.published = self._build(self.clock())
+
     def set_config(self, config: Config) -> None:
         """Swap the configuration (reload) and republish."""
         self.config, self.matcher = config, Matcher()
@@ -67,7 +76,11 @@ class Live:
 
     def _build(self, now: float) -> Published:
         """Aggregate and encode every feed once."""
-        snap = aggregate(self.data, self.health, self.config, now, self.matcher)
+        shown = shown_overrides(self.overrides, self.notices, now)
+        snap = aggregate(self.data, self.health, self.config, now, self.matcher, shown)
+        snap = dataclasses.replace(
+            snap, notices=self.notices, overrides=self.overrides, page_state=page_state(self.notices)
+        )
         feeds = {
             "services": Encoded.of(oxford.services_feed(snap)),
             "announcements": Encoded.of(oxford.announcements_feed(snap)),

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from bridge.notices import Notice, Override
 
 
 class HostState(enum.IntEnum):
@@ -114,3 +117,6 @@ class Snapshot:
     banner: str
     groups: tuple[GroupView, ...]
     health: SourceHealth
+    notices: tuple[Notice, ...] = ()  # every stored notice, newest first
+    overrides: tuple[Override, ...] = ()  # every stored override (active or not)
+    page_state: str = "operational"  # Sorry page state: operational | degraded | under_maintenance

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,3 +17,12 @@ class Settings:
     watch: bool = True  # start the status.dat tailer (tests may feed data directly instead)
     demo_dir: Path | None = None  # when set, a simulator writes a live demo status.dat here
     demo_interval: float = 3.0
+    db_path: Path | None = None  # SQLite file for notices and overrides; None = in-memory (tests)
+    admin_tokens: tuple[str, ...] = ()  # bearer tokens accepted by the admin API
+    recent_days: float = 7.0  # a notice ended within this many days is past_recent
+
+
+def default_db_path() -> Path:
+    """The SQLite file under the state directory (systemd's $STATE_DIRECTORY, else /var/lib/status-bridge)."""
+    state = os.environ.get("STATE_DIRECTORY", "/var/lib/status-bridge").split(":")[0]
+    return Path(state) / "status-bridge.db"

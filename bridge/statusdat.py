@@ -1,4 +1,16 @@
-"""Strict, fast parser for Nagios 4.x (and Icinga 2.13 compat) status.dat bytes."""
+"""Strict, fast parser for Nagios 4.x (and Icinga 2.13 compat) status.dat bytes.
+
+Grammar: at the top level, blank lines, "#" comments and blocks "name {"; a block's body
+lines start with a tab and the block ends at the first "\t}" line that is not followed by
+another tab-indented line. In hoststatus/servicestatus blocks a line "\tkey=value" splits
+at its first "="; other lines are ignored. If a block repeats a key we read, which
+occurrence is used is unspecified. Anything else, or a file that ends inside a block or
+without a final newline (read mid-write), raises StatusDatError: never a partial result.
+
+Speed: the first block of each kind is parsed line by line and its key layout compiled
+into one regex that matches a whole block; Nagios writes every block of a kind with the
+same layout, so the rest are matched at C speed and values are converted per column.
+"""
 
 from __future__ import annotations
 
@@ -144,7 +156,7 @@ def _status_block(data: bytes, kind: bytes, start: int, end: int) -> tuple[tuple
     values: dict[bytes, bytes] = {}
     layout: list[bytes | None] = []
     pos = start
-    for line in data[start:end].split(b"\n") if end > start else ():
+    for line in data[start:end].split(b"\n") if end >= start else ():
         if line[:1] != b"\t":
             raise _error(data, pos, f"expected a tab-indented key=value line in '{kind.decode()}'")
         key, sep, value = line[1:].partition(b"=")
@@ -157,7 +169,7 @@ def _status_block(data: bytes, kind: bytes, start: int, end: int) -> tuple[tuple
         pos += len(line) + 1
     missing = [f.decode() for f in fields if f not in values and f not in _TEXT_FIELDS]
     if missing:
-        raise _error(data, start, f"'{kind.decode()}' block lacks {', '.join(missing)}")
+        raise _error(data, start - 1, f"'{kind.decode()}' block lacks {', '.join(missing)}")
     row = tuple(values.get(f, b"") for f in fields)
     if len(values) < len(fields):
         return row, None
@@ -171,13 +183,13 @@ def _info(data: bytes, start: int, end: int) -> tuple[float, str | None]:
     info = dict(line[1:].partition(b"=")[::2] for line in data[start:end].split(b"\n"))
     raw = info.get(b"created")
     if raw is None:
-        raise _error(data, start, "the info block has no 'created'")
+        raise _error(data, start - 1, "the info block has no 'created'")
     try:
         created = float(raw.decode("ascii")) if raw.strip() == raw else math.nan
     except ValueError:  # also UnicodeDecodeError
         created = math.nan
     if not math.isfinite(created) or created < 0:
-        raise _error(data, start, f"info 'created' is not a timestamp: {raw[:40]!r}")
+        raise _error(data, start - 1, f"info 'created' is not a timestamp: {raw[:40]!r}")
     version = info.get(b"version")
     return created, None if version is None else _decode(version)
 
@@ -187,7 +199,7 @@ def _scan(data: bytes) -> tuple[float, str | None, list[bytes], list[bytes]]:
     info: tuple[float, str | None] | None = None
     flat: dict[bytes, list[bytes]] = {kind: [] for kind in _KINDS}
     fast: dict[bytes, FastPath | None] = dict.fromkeys(_KINDS)
-    slow = dict.fromkeys(_KINDS, 0)
+    generic = dict.fromkeys(_KINDS, 0)
     other = _OTHER_BLOCK_RE.match
     pos, size = 0, len(data)
     while pos < size:
@@ -228,8 +240,8 @@ def _scan(data: bytes) -> tuple[float, str | None, list[bytes], list[bytes]]:
         if kind in flat:
             row, layout = _status_block(data, kind, eol + 1, end)
             flat[kind].extend(row)
-            slow[kind] += 1
-            misses = slow[kind]
+            generic[kind] += 1
+            misses = generic[kind]
             # Relearn when most blocks so far missed (e.g. Icinga listing pending objects
             # first), but only at powers of two: a file of ever-changing layouts must not
             # cost a regex compile per block.

@@ -89,3 +89,9 @@ def web_config(**kw: object) -> Config:
     fields: dict[str, object] = dict(page_name="Test page", page_url="https://status.example.org", groups=groups)
     fields.update(kw)
     return Config(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def _private_state_directory(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the default SQLite location at a temp dir so no test (or daemon it spawns) writes /var/lib."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path_factory.mktemp("state")))
