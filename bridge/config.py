@@ -173,19 +173,19 @@ def _status_file(ck: Checker, nagios: dict[str, Any], path: Path | None) -> Path
 
 def _groups(ck: Checker, raw: object) -> tuple[Group, ...]:
     """All [[group]] tables; ids are checked for uniqueness across the file."""
-    group_seen: dict[str, str] = {}
-    comp_seen: dict[str, str] = {}
+    # Groups and components share one id space: the Sorry API lists both as components.
+    seen: dict[str, str] = {}
     groups = []
     for gi, tbl in ck.tables(raw, "group", "[[group]]"):
         gpath = join("group", gi)
         ck.keys(tbl, gpath, _GROUP_KEYS, required=("id", "name"))
         gid = ck.slug(tbl, "id", gpath)
-        _unique(ck, group_seen, gid, join(gpath, "id"), "group")
+        _unique(ck, seen, gid, join(gpath, "id"), "group")
         comps = []
         for ci, ctbl in ck.tables(tbl.get("component", []), join(gpath, "component"), "[[group.component]]"):
             cpath = join(join(gpath, "component"), ci)
             comp = _component(ck, ctbl, cpath, gid)
-            _unique(ck, comp_seen, comp.id, join(cpath, "id"), "component")
+            _unique(ck, seen, comp.id, join(cpath, "id"), "component")
             comps.append(comp)
         groups.append(Group(
             id=gid,
