@@ -72,7 +72,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("file", type=Path)
     ap.add_argument("-n", "--runs", type=int, default=3, help="runs per child process (default 3)")
-    ap.add_argument("-r", "--rounds", type=int, default=3, help="child processes per measurement, interleaved (default 3)")
+    ap.add_argument(
+        "-r", "--rounds", type=int, default=3, help="child processes per measurement, interleaved (default 3)"
+    )
     ap.add_argument("--child", choices=["split", "parse"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:

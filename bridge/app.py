@@ -5,41 +5,49 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from bridge.admin import add_admin_routes
 from bridge.http import error_middleware
 from bridge.keys import DB, HEALTH, LIVE, REFRESH, REGISTRY, SETTINGS
 from bridge.live import Live
 from bridge.metrics import SnapshotCollector, make_registry
+from bridge.schedule import SCHEDULER, Scheduler, scheduler_ctx
 from bridge.settings import Settings
 from bridge.storage import list_notices, list_overrides, open_db
 from bridge.views import add_routes
+from bridge.views_v1 import add_v1_routes
 
 log = logging.getLogger("bridge.app")
 
 FIRST_LOAD_TIMEOUT = 30.0  # a 100k-service status.dat parses in about a second; never hang start-up
 
 
-def make_app(settings: Settings) -> web.Application:
-    """Build the aiohttp application; background sources start in cleanup_ctx."""
+def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.Application:
+    """Build the aiohttp application; background sources start in cleanup_ctx; clock is injectable for tests."""
     app = web.Application(middlewares=[error_middleware])
-    live = Live(settings.config)
+    live = Live(settings.config, clock)
     app[SETTINGS] = settings
     app[LIVE] = live
     app[HEALTH] = lambda now: live.health
     app[REGISTRY] = make_registry(SnapshotCollector(live, lambda now: app[HEALTH](now)))
     db = open_db(settings.db_path or ":memory:")
     app[DB] = db
-
-    def refresh() -> None:
-        live.set_notices(list_notices(db), list_overrides(db))
-
-    app[REFRESH] = refresh
-    refresh()
+    scheduler = Scheduler(db, live, clock)
+    app[SCHEDULER] = scheduler
+    # After a write through this connection: apply due transitions, reschedule, republish.
+    app[REFRESH] = scheduler.refresh
+    # Read-only until start-up: due transitions are applied (and written) by the scheduler's first sync.
+    live.set_notices(list_notices(db), list_overrides(db))
     app.on_cleanup.append(_close_db)
     add_routes(app)
+    add_admin_routes(app)
+    add_v1_routes(app)
+    # First, so the first monitoring snapshot is already published with the notices and overrides.
+    app.cleanup_ctx.append(scheduler_ctx)
     if settings.demo_dir is not None:
         app.cleanup_ctx.append(_demo_ctx)
     if settings.watch and settings.config.statusdat_path is not None:

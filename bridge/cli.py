@@ -17,6 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bridge import __version__
+from bridge.cli_admin import add_admin_commands, load_admin_tokens
 from bridge.config import Config, ConfigError, load_config, parse_config
 from bridge.settings import Settings, default_db_path
 
@@ -68,7 +69,8 @@ def _serve(settings: Settings, listen: tuple[str, int] | None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """status-bridge run."""
-    return _serve(Settings(_load(args.config), db_path=args.db or default_db_path()), args.listen)
+    tokens = load_admin_tokens(args.admin_token_file)
+    return _serve(Settings(_load(args.config), db_path=args.db or default_db_path(), admin_tokens=tokens), args.listen)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -158,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", "-c", type=Path, required=True, help="TOML config file")
     run.add_argument("--listen", type=_listen, help="HOST:PORT, overrides [http] listen")
     run.add_argument("--db", type=Path, help=DB_HELP)
+    run.add_argument(
+        "--admin-token-file",
+        type=Path,
+        metavar="PATH",
+        help="admin API bearer tokens, one per line (default: $STATUS_BRIDGE_ADMIN_TOKENS, comma-separated; none = admin API off)",
+    )
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="serve a bundled demo with a simulated Nagios", description=cmd_demo.__doc__)
@@ -178,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--include", "-i", action="store_true", help="print the status line and headers too")
     get.add_argument("--db", type=Path, help=DB_HELP)
     get.set_defaults(func=cmd_get)
+    add_admin_commands(sub)
     return p
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from bridge.aggregate import aggregate
 from bridge.config import Config
 from bridge.matching import Matcher
-from bridge.model import SourceHealth, Snapshot, StatusData
+from bridge.model import ComponentView, GroupView, SourceHealth, Snapshot, Status, StatusData
 from bridge.notices import Notice, Override, page_state, shown_overrides
 from bridge.render import oxford
 
@@ -52,7 +52,11 @@ class Live:
         self.health: SourceHealth = NO_DATA_HEALTH
         self.notices: tuple[Notice, ...] = ()
         self.overrides: tuple[Override, ...] = ()
-        self.published = self._build(self.clock())
+        self.started_at = self.clock()
+        # component id -> (shown status, since): carried across rebuilds so "since" survives them.
+        self._since: dict[str, tuple[Status, float]] = {}
+        self._seeded = False  # becomes True at the first build with monitoring data
+        self.published = self._build(self.started_at)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -64,10 +68,10 @@ class Live:
         self.data, self.health = data, health
         self.published = self._build(self.clock())
 
-    def set_notices(self, notices: Sequence[Notice], overrides: Sequence[Override]) -> None:
-        """Take the stored notices and overrides (after a write or a scheduled time) and republish."""
+    def set_notices(self, notices: Sequence[Notice], overrides: Sequence[Override], now: float | None = None) -> None:
+        """Take the stored notices and overrides (after a write or a scheduled time) and republish as of now."""
         self.notices, self.overrides = tuple(notices), tuple(overrides)
-        self.published = self._build(self.clock())
+        self.published = self._build(self.clock() if now is None else now)
 
     def set_config(self, config: Config) -> None:
         """Swap the configuration (reload) and republish."""
@@ -79,10 +83,34 @@ class Live:
         shown = shown_overrides(self.overrides, self.notices, now)
         snap = aggregate(self.data, self.health, self.config, now, self.matcher, shown)
         snap = dataclasses.replace(
-            snap, notices=self.notices, overrides=self.overrides, page_state=page_state(self.notices)
+            snap,
+            groups=self._stamp(snap.groups, now),
+            notices=self.notices,
+            overrides=self.overrides,
+            page_state=page_state(self.notices),
         )
         feeds = {
             "services": Encoded.of(oxford.services_feed(snap)),
             "announcements": Encoded.of(oxford.announcements_feed(snap)),
         }
         return Published(snap, feeds)
+
+    def _stamp(self, groups: tuple[GroupView, ...], now: float) -> tuple[GroupView, ...]:
+        """Set each component's `since` (when its shown status last changed) and remember it for the next build."""
+        # Until monitoring data first arrives every status is provisional (nodata, then the first real
+        # state): those changes are not news, so they keep the daemon's start time.
+        when = now if self._seeded else self.started_at
+        since: dict[str, tuple[Status, float]] = {}
+        out: list[GroupView] = []
+        for g in groups:
+            views: list[ComponentView] = []
+            for c in g.components:
+                prev = self._since.get(c.id)
+                entry = prev if prev is not None and prev[0] == c.status else (c.status, when)
+                since[c.id] = entry
+                views.append(dataclasses.replace(c, since=entry[1]))
+            out.append(dataclasses.replace(g, components=tuple(views)))
+        # Components removed by a config reload are forgotten; re-added ones start afresh.
+        self._since = since
+        self._seeded = self._seeded or self.data is not None
+        return tuple(out)

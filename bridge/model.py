@@ -90,6 +90,7 @@ class ComponentView:
     status: Status
     monitored_status: Status
     checks_matched: int
+    since: float | None = None  # when the shown status last changed (as seen by this daemon), set by Live
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,15 @@ def page_state(notices: Iterable[Notice]) -> str:
     return "operational"
 
 
+def active_overrides(overrides: Iterable[Override], now: float) -> dict[str, Override]:
+    """Component id -> the override in force at now (one per component)."""
+    active: dict[str, Override] = {}
+    # Latest-starting active override wins when several overlap: it is the most specific intent.
+    for o in sorted((o for o in overrides if o.active(now)), key=lambda o: (o.starts_at, o.id)):
+        active[o.component_id] = o
+    return active
+
+
 def shown_overrides(overrides: Iterable[Override], notices: Iterable[Notice], now: float) -> dict[str, Status]:
     """Component id -> status replacing the monitored one: an active override beats an underway maintenance."""
     shown: dict[str, Status] = {}
@@ -115,9 +124,8 @@ def shown_overrides(overrides: Iterable[Override], notices: Iterable[Notice], no
         if is_underway(n):
             for cid in n.components:
                 shown[cid] = Status.MAINTENANCE
-    # Latest-starting active override wins when several overlap: it is the most specific intent.
-    for o in sorted((o for o in overrides if o.active(now)), key=lambda o: (o.starts_at, o.id)):
-        shown[o.component_id] = o.status
+    for cid, o in active_overrides(overrides, now).items():
+        shown[cid] = o.status
     return shown
 
 

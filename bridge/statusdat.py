@@ -1,15 +1,16 @@
-"""Strict, fast parser for Nagios 4.x (and Icinga 2.13 compat) status.dat bytes.
+r"""Strict, fast parser for Nagios 4.x (and Icinga 2.13 compat) status.dat bytes.
 
-Grammar: at the top level, blank lines, "#" comments and blocks "name {"; a block's body
-lines start with a tab and the block ends at the first "\t}" line that is not followed by
-another tab-indented line. In hoststatus/servicestatus blocks a line "\tkey=value" splits
-at its first "="; other lines are ignored. If a block repeats a key we read, which
-occurrence is used is unspecified. Anything else, or a file that ends inside a block or
-without a final newline (read mid-write), raises StatusDatError: never a partial result.
+Format: at the top level blank lines, "#" comments and blocks "name {"; body lines start
+with a tab; a block ends at the first "\t}" line not followed by another tab-indented line.
+Status block lines "\tkey=value" split at the first "="; other lines are ignored; which
+occurrence of a repeated key is used is unspecified. One info block with a numeric
+created is required, and in host/service blocks every key we read but the two outputs
+(Icinga omits them before the first check). Anything else, or a file ending inside a block
+or without its final newline (read mid-write), raises StatusDatError: never a partial result.
 
-Speed: the first block of each kind is parsed line by line and its key layout compiled
-into one regex that matches a whole block; Nagios writes every block of a kind with the
-same layout, so the rest are matched at C speed and values are converted per column.
+Speed: the first block of each kind is parsed line by line and its key layout compiled into
+one regex matching a whole block. Nagios writes all blocks of a kind alike, so the rest
+match at C speed; values are then converted column by column.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from __future__ import annotations
 import gc
 import math
 import re
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 from functools import lru_cache
 from itertools import compress, repeat
 from operator import truth
-from typing import Callable, Iterable
 
 from bridge.model import CheckState, StatusData
 
@@ -98,14 +100,13 @@ def _decode_all(column: list[bytes]) -> list[str]:
 
 def _unescape_all(column: list[bytes]) -> list[str]:
     """Decode long_plugin_output values and undo Nagios' escaping of backslash and newline."""
-    texts = _decode_all(column)
-    if b"\\" in b"".join(column):
-        for i in compress(range(len(texts)), map(str.__contains__, texts, repeat("\\"))):
-            text = texts[i]
-            if "\\\\" in text:
-                texts[i] = _UNESCAPE_RE.sub(lambda m: _UNESCAPE[m.group()], text)
-            else:
-                texts[i] = text.replace("\\n", "\n")
+    texts = [""] * len(column)  # most checks have no long output: touch only the others
+    for i in compress(range(len(column)), column):
+        text = _decode(column[i])
+        if "\\\\" in text:  # one pass, so an escaped backslash before "n" stays
+            texts[i] = _UNESCAPE_RE.sub(lambda m: _UNESCAPE[m.group()], text)
+        else:
+            texts[i] = text.replace("\\n", "\n")
     return texts
 
 
@@ -116,10 +117,8 @@ def _ints(data: bytes, field: bytes, column: list[bytes]) -> Iterable[int]:
         return map(table.__getitem__, column)  # states and flags: a handful of distinct values
     values = None
     if b"".join(column).isdigit():  # only ASCII digits (but also lets an empty value through)
-        try:
+        with suppress(ValueError):
             values = list(map(int, column))
-        except ValueError:
-            pass
     if values is None:
         for raw in column:
             if not _INT_RE.match(raw):
@@ -242,9 +241,8 @@ def _scan(data: bytes) -> tuple[float, str | None, list[bytes], list[bytes]]:
             flat[kind].extend(row)
             generic[kind] += 1
             misses = generic[kind]
-            # Relearn when most blocks so far missed (e.g. Icinga listing pending objects
-            # first), but only at powers of two: a file of ever-changing layouts must not
-            # cost a regex compile per block.
+            # Relearn when most blocks so far missed (Icinga may list pending objects first),
+            # only at powers of two: ever-changing layouts must not cost a compile per block.
             if layout is not None and (
                 fast[kind] is None
                 or (misses & (misses - 1) == 0 and 2 * misses * len(row) > len(flat[kind]))
@@ -267,8 +265,7 @@ def _scan(data: bytes) -> tuple[float, str | None, list[bytes], list[bytes]]:
 def _states(data: bytes, kind: bytes, flat: list[bytes]) -> dict:
     """Turn the flat raw values into {name: CheckState}, column by column at C speed."""
     fields = _KINDS[kind]
-    width = len(fields)
-    raw = {field: flat[i::width] for i, field in enumerate(fields)}
+    raw = {field: flat[i :: len(fields)] for i, field in enumerate(fields)}
     flat.clear()
     host_names = raw.pop(b"host_name")
     unique = list(dict.fromkeys(host_names))  # a host has many services: decode it once

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from bridge.model import Status
-from bridge.notices import ENDED_STATES, Notice, NoticeUpdate, Override, Transition
+from bridge.notices import ENDED_STATES, Notice, NoticeUpdate, Override, Transition, due_transitions
 
 migrations = Migrations("status-bridge")
 
@@ -76,6 +77,28 @@ def open_db(path: Path | str) -> Database:
         db.enable_wal()
     migrations.apply(db)
     return db
+
+
+@contextlib.contextmanager
+def write_transaction(db: Database) -> Iterator[Database]:
+    """A write transaction that takes the write lock up front (BEGIN IMMEDIATE); nested calls use savepoints."""
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    # A deferred BEGIN that reads and then writes fails at once (SQLITE_BUSY, no busy wait) when another
+    # connection (the CLI, a second daemon) committed in between; IMMEDIATE waits for the lock instead.
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.rollback()
+        raise
+    try:
+        db.conn.execute("COMMIT")
+    except BaseException:
+        db.rollback()
+        raise
 
 
 def data_version(db: Database) -> int:
@@ -149,7 +172,7 @@ def create_notice(
     ends_at: float | None = None,
 ) -> Notice:
     """Insert a notice with its first update and component links in one transaction (inputs pre-validated)."""
-    with db.atomic():
+    with write_transaction(db):
         if type == "unplanned" and began_at is None:
             began_at = now
         ended_at = now if state in ENDED_STATES else None
@@ -180,7 +203,7 @@ def update_notice(db: Database, notice_id: int, *, now: float, components: Itera
     unknown = set(fields) - allowed
     if unknown:
         raise ValueError(f"cannot update {sorted(unknown)}")
-    with db.atomic():
+    with write_transaction(db):
         if not db.execute("select 1 from notices where id = ?", [notice_id]).fetchone():
             return None
         values = dict(fields, updated_at=now)
@@ -195,7 +218,7 @@ def update_notice(db: Database, notice_id: int, *, now: float, components: Itera
 def add_update(db: Database, notice_id: int, *, state: str, content: str, now: float, at: float | None = None) -> Notice | None:
     """Add a progress update and move the notice to its state (began/ended times follow); None if unknown id."""
     when = now if at is None else at
-    with db.atomic():
+    with write_transaction(db):
         row = db.execute("select type, began_at, ended_at from notices where id = ?", [notice_id]).fetchone()
         if row is None:
             return None
@@ -216,10 +239,14 @@ def add_update(db: Database, notice_id: int, *, state: str, content: str, now: f
 
 def apply_transitions(db: Database, transitions: Iterable[Transition], now: float) -> int:
     """Record due planned transitions (at their scheduled times) in one transaction; returns how many applied."""
+    transitions = list(transitions)
     count = 0
-    with db.atomic():
+    with write_transaction(db):
+        # Re-check under the write lock: another process (a second daemon on the same file, an admin edit)
+        # may have applied or moved this transition since the caller read the notices.
+        still_due = set(due_transitions(list_notices(db, {t.notice_id for t in transitions}), now))
         for t in transitions:
-            if add_update(db, t.notice_id, state=t.state, content=t.content, now=now, at=t.at) is not None:
+            if t in still_due and add_update(db, t.notice_id, state=t.state, content=t.content, now=now, at=t.at):
                 count += 1
     return count
 
@@ -253,7 +280,7 @@ def create_override(
     db: Database, *, component_id: str, status: Status, starts_at: float, ends_at: float | None, reason: str, now: float
 ) -> Override:
     """Insert an override (inputs pre-validated)."""
-    with db.atomic():
+    with write_transaction(db):
         pk = db["overrides"].insert(
             {
                 "component_id": component_id,
@@ -264,11 +291,35 @@ def create_override(
                 "created_at": now,
             }
         ).last_pk
-    return _override(db["overrides"].get(pk))
+    found = get_override(db, pk)
+    assert found is not None
+    return found
+
+
+def get_override(db: Database, override_id: int) -> Override | None:
+    """One override by id, or None."""
+    rows = list(db.query("select * from overrides where id = ?", [override_id]))
+    return _override(rows[0]) if rows else None
+
+
+def update_override(db: Database, override_id: int, **fields: object) -> Override | None:
+    """Change status/starts_at/ends_at/reason of an override (inputs pre-validated); None when the id is unknown."""
+    allowed = {"status", "starts_at", "ends_at", "reason"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"cannot update {sorted(unknown)}")
+    if "status" in fields:
+        fields["status"] = Status(fields["status"]).value
+    with write_transaction(db):
+        if not db.execute("select 1 from overrides where id = ?", [override_id]).fetchone():
+            return None
+        if fields:
+            db["overrides"].update(override_id, fields)
+    return get_override(db, override_id)
 
 
 def delete_override(db: Database, override_id: int) -> bool:
     """Remove an override; False when it did not exist."""
-    with db.atomic():
+    with write_transaction(db):
         cur = db.execute("delete from overrides where id = ?", [override_id])
     return cur.rowcount > 0

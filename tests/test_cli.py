@@ -15,7 +15,7 @@ import pytest
 from bridge.cli import build_parser, main
 from tests.conftest import REPO, free_port
 
-COMMANDS = ["run", "demo", "check-config", "get"]
+COMMANDS = ["run", "demo", "check-config", "get", "notice", "override"]
 
 MINI_STATUSDAT = b"""info {
 \tcreated=%d

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from bridge.aggregate import aggregate
 from bridge.config import CheckPattern, Component, Config, Group
 from bridge.model import CheckState, ComponentView, GroupView, Snapshot, SourceHealth, Status, StatusData
+from bridge.notices import Notice, NoticeUpdate, Override
 from bridge.render.oxford import announcements_feed, iso_utc, services_feed
 
 UP, PARTIAL, DOWN = Status.UP, Status.PARTIAL, Status.DOWN
@@ -46,14 +48,14 @@ def test_services_feed_exact_shape() -> None:
             {"id": "web", "name": "Web", "status_code": 1, "status_name": "Partial", "status": "partial",
              "description": "Sites", "services": [
                  {"id": "site", "name": "Site", "status_code": 2, "status_name": "Down", "status": "down",
-                  "monitored_status": "down", "description": "Public site"},
+                  "monitored_status": "down", "description": "Public site", "override": None},
                  {"id": "mail", "name": "Mail", "status_code": 0, "status_name": "Up", "status": "up",
-                  "monitored_status": "up", "description": ""},
+                  "monitored_status": "up", "description": "", "override": None},
              ]},
             {"id": "data", "name": "Data", "status_code": 1, "status_name": "Maintenance", "status": "maintenance",
              "description": "", "services": [
                  {"id": "db", "name": "Db", "status_code": 1, "status_name": "Maintenance", "status": "maintenance",
-                  "monitored_status": "down", "description": ""},
+                  "monitored_status": "down", "description": "", "override": None},
              ]},
         ],
     }
@@ -149,3 +151,72 @@ def test_feed_without_data() -> None:
 def test_announcements_feed_is_empty_list() -> None:
     assert announcements_feed(snapshot()) == []
     assert json.dumps(announcements_feed(snapshot())) == "[]"
+
+
+# --- notices and overrides in the Oxford feeds ---
+
+NOW = 1_700_000_030.0  # snapshot().generated_at
+
+
+def notice(id: int, type: str = "unplanned", state: str = "investigating", subject: str = "Subject",
+           began_at: float | None = None, ended_at: float | None = None, begins_at: float | None = None,
+           ends_at: float | None = None, updated_at: float = NOW - 10, contents: tuple[str, ...] = ("Looking",)) -> Notice:
+    """A notice with one update per content (all in the notice's state)."""
+    ups = tuple(NoticeUpdate(i, id, state, c, NOW - 100 + i, NOW - 100 + i) for i, c in enumerate(contents))
+    return Notice(id, type, state, subject, "s", began_at, ended_at, begins_at, ends_at, NOW - 1000, updated_at,
+                  ("site",), ups)
+
+
+def with_notices(*notices: Notice, overrides: tuple[Override, ...] = ()) -> Snapshot:
+    """snapshot() carrying notices and overrides."""
+    groups = (GroupView("g", "G", "", MAINT, (view("site", MAINT, monitored=UP), view("mail", UP))),)
+    return dataclasses.replace(snapshot(*groups), notices=notices, overrides=overrides)
+
+
+def test_announcements_list_present_and_future_ordered_by_start() -> None:
+    feed = announcements_feed(with_notices(
+        notice(1, began_at=NOW - 600, subject="Mail slow", contents=("Looking", "Found it")),
+        notice(2, "planned", "scheduled", "Upgrade", begins_at=NOW + 3600, ends_at=NOW + 7200, contents=("Soon",)),
+        notice(3, "planned", "underway", "Disk swap", began_at=NOW - 1200, begins_at=NOW - 1200, ends_at=None),
+        notice(4, state="resolved", began_at=NOW - 9000, ended_at=NOW - 60),  # past_recent: not listed
+        notice(5, "planned", "complete", began_at=NOW - 9000, ended_at=NOW - 100 * 86400),  # past_distant
+    ))
+    assert feed == [
+        {"start_time": iso_utc(NOW - 1200), "end_time": None, "message": "Disk swap: Looking",
+         "last_modified": iso_utc(NOW - 10)},
+        {"start_time": iso_utc(NOW - 600), "end_time": None, "message": "Mail slow: Found it",
+         "last_modified": iso_utc(NOW - 10)},
+        {"start_time": iso_utc(NOW + 3600), "end_time": iso_utc(NOW + 7200), "message": "Upgrade: Soon",
+         "last_modified": iso_utc(NOW - 10)},
+    ]
+    assert_json_native(feed)
+    assert all(v is None or v.endswith("Z") for a in feed for k, v in a.items() if k != "message")
+
+
+def test_announcement_without_update_is_just_the_subject() -> None:
+    feed = announcements_feed(with_notices(notice(1, began_at=NOW - 5, subject="Odd", contents=())))
+    assert feed[0]["message"] == "Odd"
+
+
+def test_announcement_prefers_actual_times_over_planned_ones() -> None:
+    n = notice(1, "planned", "underway", "Move", began_at=NOW - 50, begins_at=NOW - 60, ends_at=NOW + 600)
+    assert announcements_feed(with_notices(n))[0]["start_time"] == iso_utc(NOW - 50)
+    assert announcements_feed(with_notices(n))[0]["end_time"] == iso_utc(NOW + 600)
+
+
+def test_services_show_the_active_override_beside_the_monitored_status() -> None:
+    overrides = (
+        Override(1, "site", MAINT, NOW - 60, NOW + 3600, "Moving racks", NOW - 100),
+        Override(2, "mail", DOWN, NOW + 60, None, "Not yet", NOW - 100),  # not started: no override object
+    )
+    services = services_feed(with_notices(overrides=overrides))["groups"][0]["services"]
+    assert services[0]["status"] == "maintenance" and services[0]["monitored_status"] == "up"
+    assert services[0]["override"] == {"status": "maintenance", "reason": "Moving racks",
+                                       "ends_at": iso_utc(NOW + 3600)}
+    assert services[1]["override"] is None
+
+
+def test_open_ended_override_has_null_ends_at() -> None:
+    overrides = (Override(1, "site", MAINT, NOW - 60, None, "Until further notice", NOW - 100),)
+    site = services_feed(with_notices(overrides=overrides))["groups"][0]["services"][0]
+    assert site["override"] == {"status": "maintenance", "reason": "Until further notice", "ends_at": None}

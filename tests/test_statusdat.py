@@ -7,11 +7,11 @@ import math
 import random
 import re
 from collections import Counter
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.model import CheckState, StatusData
@@ -143,7 +143,8 @@ def naive_collect(meanings: list) -> StatusData:
     if len(infos) != 1:
         raise NaiveError("need exactly one info block")
     hosts = {m.host: m for m in meanings if isinstance(m, CheckState) and m.service is None}
-    services = {(m.host, m.service): m for m in meanings if isinstance(m, CheckState) and m.service is not None}
+    states = [m for m in meanings if isinstance(m, CheckState)]
+    services = {(m.host, m.service): m for m in states if m.service is not None}
     return StatusData(infos[0][0], infos[0][1], hosts, services)
 
 
@@ -154,7 +155,7 @@ def naive_parse(data: bytes) -> StatusData:
 
 # --- fixtures and builders --------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def corpus(name: str) -> bytes:
     """A corpus file, decompressed; skip when the shared corpus is not checked out."""
     if not CORPUS.is_dir():
@@ -186,29 +187,29 @@ INFO = block("info", created=1700000000, version="4.4.6", last_update_check=0)
 
 def host(name: str = "web-1", **overrides: str | bytes | int) -> bytes:
     """A hoststatus block in Nagios 4.4 key order."""
-    fields: dict = dict(
-        host_name=name, modified_attributes=0, check_command="check-host-alive",
-        has_been_checked=1, check_type=0, current_state=0, last_hard_state=0,
-        plugin_output="PING OK - Packet loss = 0%", long_plugin_output="",
-        performance_data="rta=0.1ms;3000;5000;0", last_check=1700000000, state_type=1,
-        last_state_change=1699990000, problem_has_been_acknowledged=0, is_flapping=0,
-        percent_state_change=0.00, scheduled_downtime_depth=0,
-    )
+    fields: dict = {
+        "host_name": name, "modified_attributes": 0, "check_command": "check-host-alive",
+        "has_been_checked": 1, "check_type": 0, "current_state": 0, "last_hard_state": 0,
+        "plugin_output": "PING OK - Packet loss = 0%", "long_plugin_output": "",
+        "performance_data": "rta=0.1ms;3000;5000;0", "last_check": 1700000000, "state_type": 1,
+        "last_state_change": 1699990000, "problem_has_been_acknowledged": 0, "is_flapping": 0,
+        "percent_state_change": 0.00, "scheduled_downtime_depth": 0,
+    }
     fields.update(overrides)
     return block("hoststatus", **fields)
 
 
 def service(host_name: str = "web-1", description: str = "HTTP", **overrides: str | bytes | int) -> bytes:
     """A servicestatus block in Nagios 4.4 key order."""
-    fields: dict = dict(
-        host_name=host_name, service_description=description, modified_attributes=0,
-        check_command="check_http", has_been_checked=1, check_type=0, current_state=0,
-        last_hard_state=0, current_attempt=1, max_attempts=3, state_type=1,
-        last_state_change=1699990000, last_time_ok=1700000000, plugin_output="HTTP OK",
-        long_plugin_output="", performance_data="time=0.1s;;;0", last_check=1700000000,
-        problem_has_been_acknowledged=0, is_flapping=0, percent_state_change=0.00,
-        scheduled_downtime_depth=0,
-    )
+    fields: dict = {
+        "host_name": host_name, "service_description": description, "modified_attributes": 0,
+        "check_command": "check_http", "has_been_checked": 1, "check_type": 0, "current_state": 0,
+        "last_hard_state": 0, "current_attempt": 1, "max_attempts": 3, "state_type": 1,
+        "last_state_change": 1699990000, "last_time_ok": 1700000000, "plugin_output": "HTTP OK",
+        "long_plugin_output": "", "performance_data": "time=0.1s;;;0", "last_check": 1700000000,
+        "problem_has_been_acknowledged": 0, "is_flapping": 0, "percent_state_change": 0.00,
+        "scheduled_downtime_depth": 0,
+    }
     fields.update(overrides)
     return block("servicestatus", **fields)
 
@@ -284,13 +285,19 @@ def test_corpus_spot_checks(parsed_small: StatusData) -> None:
         plugin_output="CRITICAL - load average: 9.63, 8.67, 7.70", long_plugin_output="",
     )
     acked = parsed_small.services["host-00002", "Memory 002"]
-    assert (acked.current_state, acked.state_type, acked.last_hard_state, acked.acknowledged) == (1, 0, 0, True)
+    assert acked._replace(plugin_output="") == CheckState(
+        "host-00002", "Memory 002", current_state=1, state_type=0, last_hard_state=0,
+        has_been_checked=True, acknowledged=True, downtime_depth=0, flapping=False,
+        last_check=1795366624, last_state_change=1795366624, plugin_output="", long_plugin_output="",
+    )
     down = parsed_small.hosts["host-00023"]
     assert (down.service, down.current_state, down.state_type) == (None, 1, 1)
     assert down.plugin_output == "CRITICAL - Host Unreachable (host-00023)"
     assert parsed_small.hosts["host-00001"].plugin_output == "PING OK - Packet loss = 0%, RTA = 1.10 ms"
     cert = parsed_small.services["host-00001", "HTTPS cert 008"]
-    assert cert.long_plugin_output == "/: 28% used (ok)\n/var: 35% used (ok)\n/home: 42% used (ok)\n/srv: 49% used (ok)"
+    assert cert.long_plugin_output.split("\n") == [
+        "/: 28% used (ok)", "/var: 35% used (ok)", "/home: 42% used (ok)", "/srv: 49% used (ok)"
+    ]
     assert isinstance(cert.last_check, int) and isinstance(cert.has_been_checked, bool)
 
 
@@ -348,7 +355,8 @@ def test_plugin_output_is_raw(raw: bytes, text: str) -> None:
     ],
 )
 def test_long_plugin_output_is_unescaped(raw: bytes, text: str) -> None:
-    data = statusdat(host(long_plugin_output=raw), *(service(description=f"S{i}", long_plugin_output=raw) for i in range(3)))
+    services = (service(description=f"S{i}", long_plugin_output=raw) for i in range(3))
+    data = statusdat(host(long_plugin_output=raw), *services)
     result = parse(data)
     assert result.hosts["web-1"].long_plugin_output == text
     assert [s.long_plugin_output for s in result.services.values()] == [text] * 3
@@ -361,7 +369,9 @@ def test_names_keep_odd_bytes_and_equals() -> None:
     )
     result = parse(data)
     assert set(result.hosts) == {"h\u00e9", "h=1"}
-    assert set(result.services) == {("h=1", "Disk /var=x"), ("h=1", "Disk } {"), ("h\u00e9", "caf\u00e9 \u2713")}
+    assert set(result.services) == {
+        ("h=1", "Disk /var=x"), ("h=1", "Disk } {"), ("h\u00e9", "caf\u00e9 \u2713")
+    }
 
 
 def test_states_flags_and_pending() -> None:
@@ -416,7 +426,8 @@ def test_icinga_2_13_compat_file() -> None:
             "\tlast_time_warn=0", "\tstate_type=1", "\tlast_check=1700000000",
         ]
         if checked:
-            lines += [f"\tplugin_output=OUT {name} {svc}", "\tlong_plugin_output=a\\nb", "\tperformance_data="]
+            lines += [f"\tplugin_output=OUT {name} {svc}", "\tlong_plugin_output=a\\nb"]
+            lines += ["\tperformance_data="]
         lines += [
             "\tnext_check=1700000060", "\tcurrent_attempt=1", "\tmax_attempts=3",
             "\tlast_state_change=1699990000", "\tlast_hard_state_change=1699990000",
@@ -435,7 +446,7 @@ def test_icinga_2_13_compat_file() -> None:
         parts.append(icinga("hoststatus", f"h{h}", None, 0, checked=h != 0))
         for s in range(4):
             parts.append(icinga("servicestatus", f"h{h}", f"s{s}", s % 4, checked=(h, s) != (1, 2)))
-        parts.append(b"servicecomment {\n\tservice_description=s0\n\thost_name=h%d\n\tcomment_id=1\n\t}\n\n" % h)
+        parts.append(block("servicecomment", service_description="s0", host_name=f"h{h}", comment_id=1))
     data = b"".join(parts)
     result = parse(data)
     assert result.created == pytest.approx(1700000000.123456)
@@ -455,7 +466,8 @@ def test_key_order_changes_mid_file() -> None:
         line for line in service("web-1", "rev", current_state=1).split(b"\n")[1:]
         if not line.startswith((b"\tscheduled_downtime_depth=", b"\tis_flapping="))
     )
-    data = statusdat(host(), *(service(description=f"S{i}") for i in range(3)), reordered, service(description="last"))
+    first = [service(description=f"S{i}") for i in range(3)]
+    data = statusdat(host(), *first, reordered, service(description="last"))
     result = parse(data)
     assert result.services["web-1", "rev"].downtime_depth == 3
     assert result.services["web-1", "rev"].flapping is True
@@ -632,7 +644,8 @@ def test_fuzz_mutations_agree_with_naive_parser(data: bytes) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.sampled_from(["nagios", "reordered", "pending", "custom", "comment"]), min_size=1, max_size=12))
+@given(st.lists(st.sampled_from(["nagios", "reordered", "pending", "custom", "comment"]), 
+                min_size=1, max_size=12))
 def test_fuzz_layout_mixes_agree_with_naive_parser(kinds: list[str]) -> None:
     # Blocks of several layouts in any order: the fast path must relearn or fall back.
     blocks = [host("h")]
@@ -643,7 +656,8 @@ def test_fuzz_layout_mixes_agree_with_naive_parser(kinds: list[str]) -> None:
             svc = b"\n".join([lines[0], *reversed(lines[1:-3]), *lines[-3:]])
         elif kind == "pending":
             svc = b"\n".join(
-                line for line in svc.split(b"\n") if not line.startswith((b"\tplugin_output", b"\tlong_plugin"))
+                line for line in svc.split(b"\n")
+                if not line.startswith((b"\tplugin_output", b"\tlong_plugin"))
             )
         elif kind == "custom":
             svc = svc.replace(b"\n\t}\n", b"\n\t_X=0;1\n\t}\n")

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bridge.model import ComponentView, GroupView, Snapshot, Status
+from bridge.notices import Notice, Override, active_overrides, timeline_state
 
 # Oxford knows only codes 0-2: maintenance is a problem reported (1) but not an outage, and
 # "no data" is not a problem reported at all, so a widget never turns red on missing data.
@@ -38,7 +39,14 @@ def iso_utc(epoch: float | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _service(c: ComponentView) -> dict[str, Any]:
+def _override(o: Override | None) -> dict[str, Any] | None:
+    """The override in force on a service, or None."""
+    if o is None:
+        return None
+    return {"status": Status(o.status).value, "reason": o.reason, "ends_at": iso_utc(o.ends_at)}
+
+
+def _service(c: ComponentView, override: Override | None = None) -> dict[str, Any]:
     """One component as an Oxford service; extra keys come after the original ones."""
     return {
         "id": c.id,
@@ -48,10 +56,11 @@ def _service(c: ComponentView) -> dict[str, Any]:
         "status": c.status.value,
         "monitored_status": c.monitored_status.value,
         "description": c.description,
+        "override": _override(override),
     }
 
 
-def _group(g: GroupView) -> dict[str, Any]:
+def _group(g: GroupView, overrides: dict[str, Override]) -> dict[str, Any]:
     """One group with its services."""
     return {
         "id": g.id,
@@ -60,7 +69,7 @@ def _group(g: GroupView) -> dict[str, Any]:
         "status_name": STATUS_NAME[g.status],
         "status": g.status.value,
         "description": g.description,
-        "services": [_service(c) for c in g.components],
+        "services": [_service(c, overrides.get(c.id)) for c in g.components],
     }
 
 
@@ -74,10 +83,30 @@ def services_feed(snap: Snapshot) -> dict[str, Any]:
         "stale": bool(snap.stale),
         "stale_reason": snap.stale_reason,
         "page": {"name": snap.page_name, "url": snap.page_url},
-        "groups": [_group(g) for g in snap.groups],
+        # Same rule and instant as the shown status, so "override" always explains "status".
+        "groups": [_group(g, active_overrides(snap.overrides, snap.generated_at)) for g in snap.groups],
+    }
+
+
+def _start(n: Notice) -> float:
+    """When a notice began, or is planned to begin (creation time as a last resort, for ordering)."""
+    if n.began_at is not None:
+        return n.began_at
+    return n.begins_at if n.begins_at is not None else n.created_at
+
+
+def _announcement(n: Notice) -> dict[str, Any]:
+    """One notice as an Oxford announcement."""
+    latest = n.latest_update
+    return {
+        "start_time": iso_utc(_start(n)),
+        "end_time": iso_utc(n.ended_at if n.ended_at is not None else n.ends_at),
+        "message": f"{n.subject}: {latest.content}" if latest is not None and latest.content else n.subject,
+        "last_modified": iso_utc(n.updated_at),
     }
 
 
 def announcements_feed(snap: Snapshot) -> list[dict[str, Any]]:
-    """GET /api/announcements.json: [{start_time, end_time, message, last_modified}] (no notices yet)."""
-    return []
+    """GET /api/announcements.json: current and upcoming notices, earliest start first."""
+    shown = [n for n in snap.notices if timeline_state(n, snap.generated_at) in ("present", "future")]
+    return [_announcement(n) for n in sorted(shown, key=lambda n: (_start(n), n.id))]

@@ -1,0 +1,341 @@
+"""Admin API under /api/v1/admin/: bearer-token auth, notices, their updates and components, overrides."""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import logging
+import math
+import re
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+
+from bridge.admin_input import (
+    InputError,
+    component_ids,
+    known_ids,
+    parse_components,
+    parse_notice,
+    parse_notice_patch,
+    parse_override,
+    parse_update,
+)
+from bridge.http import ApiError, error_response
+from bridge.keys import DB, LIVE, REFRESH, SETTINGS
+from bridge.notices import Notice, Override, timeline_state
+from bridge.storage import (
+    add_update,
+    create_notice,
+    create_override,
+    delete_override,
+    get_notice,
+    list_notices,
+    list_overrides,
+    update_notice,
+    write_transaction,
+)
+
+log = logging.getLogger("bridge.admin")
+
+PREFIX = "/api/v1/admin"
+MAX_BODY = 64 * 1024
+ID = re.compile(r"[0-9]{1,15}")  # anything longer would overflow SQLite's INTEGER: answer 404, not 500
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def iso_ms(epoch: float | None) -> str | None:
+    """Epoch seconds as ISO-8601 UTC with milliseconds and Z (Sorry style), None when absent."""
+    if epoch is None or not math.isfinite(epoch):
+        return None
+    moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def notice_json(n: Notice, now: float, recent_days: float = 7.0) -> dict[str, Any]:
+    """A notice with its components and every update."""
+    return {
+        "id": n.id,
+        "type": n.type,
+        "state": n.state,
+        "timeline_state": timeline_state(n, now, recent_days),
+        "subject": n.subject,
+        "slug": n.slug,
+        "begins_at": iso_ms(n.begins_at),
+        "ends_at": iso_ms(n.ends_at),
+        "began_at": iso_ms(n.began_at),
+        "ended_at": iso_ms(n.ended_at),
+        "created_at": iso_ms(n.created_at),
+        "updated_at": iso_ms(n.updated_at),
+        "components": list(n.components),
+        "updates": [
+            {
+                "id": u.id,
+                "state": u.state,
+                "content": u.content,
+                "created_at": iso_ms(u.created_at),
+                "updated_at": iso_ms(u.updated_at),
+            }
+            for u in n.updates
+        ],
+    }
+
+
+def override_json(o: Override, now: float) -> dict[str, Any]:
+    """An override and whether it is in force now."""
+    return {
+        "id": o.id,
+        "component": o.component_id,
+        "status": o.status.value,
+        "starts_at": iso_ms(o.starts_at),
+        "ends_at": iso_ms(o.ends_at),
+        "reason": o.reason,
+        "created_at": iso_ms(o.created_at),
+        "active": o.active(now),
+    }
+
+
+def _auth_error(request: web.Request) -> web.Response | None:
+    """None when the request carries a configured bearer token, else the 401/403 response."""
+    tokens = request.app[SETTINGS].admin_tokens
+    if not tokens:
+        # Never open by default: an unconfigured admin API is off, not public.
+        return error_response(403, "admin API disabled: no tokens configured")
+    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+    given = given.strip()
+    if scheme.lower() != "bearer" or not given:
+        resp = error_response(401, "missing or malformed Authorization header: expected 'Bearer TOKEN'", "Authorization")
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="status-bridge admin"'
+        return resp
+    # Compare against every token (no early exit) so timing does not reveal which prefix matched.
+    ok = False
+    for token in tokens:
+        ok |= hmac.compare_digest(token.encode(), given.encode())
+    if not ok:
+        log.warning("admin: rejected token from %s for %s %s", request.remote, request.method, request.path)
+        return error_response(403, "invalid token", "Authorization")
+    return None
+
+
+def admin(handler: Handler) -> Handler:
+    """Require a bearer token; turn InputError into a 422 naming the field; no caching of admin answers."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        denied = _auth_error(request)
+        if denied is not None:
+            return denied
+        try:
+            resp = await handler(request)
+        except InputError as e:
+            raise ApiError(422, e.message, e.field) from None
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    return wrapper
+
+
+async def read_json(request: web.Request) -> object:
+    """The request body as JSON: 413 above MAX_BODY, 400 naming "body" when it does not parse."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ApiError(413, f"request body larger than {MAX_BODY} bytes", "body")
+    chunks, size = [], 0
+    while chunk := await request.content.read(MAX_BODY + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ApiError(413, f"request body larger than {MAX_BODY} bytes", "body")
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise ApiError(400, "request body must be a JSON object", "body")
+    try:
+        return json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as e:
+        raise ApiError(400, f"invalid JSON: {str(e)[:200]}", "body") from None
+
+
+def _no_constant(name: str) -> object:
+    """Reject NaN/Infinity: not JSON, and not a time."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _id(request: web.Request, what: str) -> int:
+    """The {id} path segment; anything but a plausible integer is simply not found."""
+    raw = request.match_info["id"]
+    if not ID.fullmatch(raw):
+        raise ApiError(404, f"no {what} {raw[:40]!r}", "id")
+    return int(raw)
+
+
+def _reply(key: str, obj: dict[str, Any] | list[dict[str, Any]], status: int = 200) -> web.Response:
+    """Serialise {key: obj}."""
+    return web.json_response({key: obj}, status=status)
+
+
+def _notice_reply(request: web.Request, notice: Notice, status: int = 200) -> web.Response:
+    """One notice as {"notice": ...}."""
+    body = notice_json(notice, _now(request), request.app[SETTINGS].recent_days)
+    return _reply("notice", body, status)
+
+
+def _now(request: web.Request) -> float:
+    """The app's clock (injectable in tests), so stored times agree with the scheduler's."""
+    return request.app[LIVE].clock()
+
+
+def _refresh(request: web.Request) -> None:
+    """Republish after a committed write; a failure here must not make the client retry the write."""
+    try:
+        request.app[REFRESH]()
+    except Exception:
+        log.exception("admin: refresh after write failed")
+
+
+def _not_found(what: str, ident: int) -> ApiError:
+    """404 for an unknown id."""
+    return ApiError(404, f"no {what} {ident}", "id")
+
+
+@admin
+async def notices_list(request: web.Request) -> web.Response:
+    """GET /api/v1/admin/notices: every notice, newest first."""
+    now, days = _now(request), request.app[SETTINGS].recent_days
+    return _reply("notices", [notice_json(n, now, days) for n in list_notices(request.app[DB])])
+
+
+@admin
+async def notices_create(request: web.Request) -> web.Response:
+    """POST /api/v1/admin/notices: create a notice with its first update."""
+    spec = parse_notice(await read_json(request), known_ids(request.app[LIVE].config))
+    notice = create_notice(
+        request.app[DB],
+        type=spec.type,
+        subject=spec.subject,
+        state=spec.state,
+        content=spec.content,
+        now=_now(request),
+        components=spec.components,
+        begins_at=spec.begins_at,
+        ends_at=spec.ends_at,
+    )
+    log.info("admin: created notice %d (%s, %s)", notice.id, notice.type, notice.state)
+    _refresh(request)
+    resp = _notice_reply(request, notice, 201)
+    resp.headers["Location"] = f"{PREFIX}/notices/{notice.id}"
+    return resp
+
+
+@admin
+async def notices_get(request: web.Request) -> web.Response:
+    """GET /api/v1/admin/notices/{id}."""
+    notice_id = _id(request, "notice")
+    notice = get_notice(request.app[DB], notice_id)
+    if notice is None:
+        raise _not_found("notice", notice_id)
+    return _notice_reply(request, notice)
+
+
+@admin
+async def notices_patch(request: web.Request) -> web.Response:
+    """PATCH /api/v1/admin/notices/{id}: subject, begins_at, ends_at, components."""
+    notice_id = _id(request, "notice")
+    body = await read_json(request)
+    db = request.app[DB]
+    # Read, validate against the stored schedule and write under one write lock: no lost update.
+    with write_transaction(db):
+        notice = get_notice(db, notice_id)
+        if notice is None:
+            raise _not_found("notice", notice_id)
+        patch = parse_notice_patch(body, known_ids(request.app[LIVE].config), notice)
+        updated = update_notice(db, notice_id, now=_now(request), components=patch.components, **patch.fields)
+    assert updated is not None
+    changed = [*patch.fields, *(["components"] if patch.components is not None else [])]
+    log.info("admin: changed notice %d (%s)", notice_id, ", ".join(changed))
+    _refresh(request)
+    return _notice_reply(request, updated)
+
+
+@admin
+async def notices_add_update(request: web.Request) -> web.Response:
+    """POST /api/v1/admin/notices/{id}/updates: {state, content}; the notice moves to that state."""
+    notice_id = _id(request, "notice")
+    body = await read_json(request)
+    db = request.app[DB]
+    with write_transaction(db):
+        notice = get_notice(db, notice_id)
+        if notice is None:
+            raise _not_found("notice", notice_id)
+        update = parse_update(body, notice)
+        updated = add_update(db, notice_id, state=update.state, content=update.content, now=_now(request))
+    assert updated is not None
+    log.info("admin: notice %d now %s", notice_id, updated.state)
+    _refresh(request)
+    return _notice_reply(request, updated, 201)
+
+
+@admin
+async def notices_put_components(request: web.Request) -> web.Response:
+    """PUT /api/v1/admin/notices/{id}/components: {components: [...]} replaces the links."""
+    notice_id = _id(request, "notice")
+    components = parse_components(await read_json(request), known_ids(request.app[LIVE].config))
+    updated = update_notice(request.app[DB], notice_id, now=_now(request), components=components)
+    if updated is None:
+        raise _not_found("notice", notice_id)
+    log.info("admin: notice %d components %s", notice_id, ",".join(components) or "(none)")
+    _refresh(request)
+    return _notice_reply(request, updated)
+
+
+@admin
+async def overrides_list(request: web.Request) -> web.Response:
+    """GET /api/v1/admin/overrides: every stored override (past, current and future), by start."""
+    now = _now(request)
+    return _reply("overrides", [override_json(o, now) for o in list_overrides(request.app[DB])])
+
+
+@admin
+async def overrides_create(request: web.Request) -> web.Response:
+    """POST /api/v1/admin/overrides: {component, status, starts_at?, ends_at?, reason}."""
+    now = _now(request)
+    spec = parse_override(await read_json(request), component_ids(request.app[LIVE].config), now)
+    override = create_override(
+        request.app[DB],
+        component_id=spec.component_id,
+        status=spec.status,
+        starts_at=spec.starts_at,
+        ends_at=spec.ends_at,
+        reason=spec.reason,
+        now=now,
+    )
+    log.info("admin: created override %d (%s -> %s)", override.id, override.component_id, override.status.value)
+    _refresh(request)
+    resp = _reply("override", override_json(override, _now(request)), 201)
+    resp.headers["Location"] = f"{PREFIX}/overrides/{override.id}"
+    return resp
+
+
+@admin
+async def overrides_delete(request: web.Request) -> web.Response:
+    """DELETE /api/v1/admin/overrides/{id}: 204, or 404 when unknown."""
+    override_id = _id(request, "override")
+    if not delete_override(request.app[DB], override_id):
+        raise _not_found("override", override_id)
+    log.info("admin: removed override %d", override_id)
+    _refresh(request)
+    return web.Response(status=204)
+
+
+def add_admin_routes(app: web.Application) -> None:
+    """Register the admin API (every route checks the bearer token)."""
+    app.router.add_get(f"{PREFIX}/notices", notices_list)
+    app.router.add_post(f"{PREFIX}/notices", notices_create)
+    app.router.add_get(f"{PREFIX}/notices/{{id}}", notices_get)
+    app.router.add_patch(f"{PREFIX}/notices/{{id}}", notices_patch)
+    app.router.add_post(f"{PREFIX}/notices/{{id}}/updates", notices_add_update)
+    app.router.add_put(f"{PREFIX}/notices/{{id}}/components", notices_put_components)
+    app.router.add_get(f"{PREFIX}/overrides", overrides_list)
+    app.router.add_post(f"{PREFIX}/overrides", overrides_create)
+    app.router.add_delete(f"{PREFIX}/overrides/{{id}}", overrides_delete)

@@ -1,0 +1,339 @@
+"""CLI for notices and overrides: writes the daemon's SQLite file directly, with the admin API's validation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import stat
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from bridge.admin import notice_json, override_json
+from bridge.admin_input import (
+    InputError,
+    component_ids,
+    known_ids,
+    parse_notice,
+    parse_notice_patch,
+    parse_override,
+    parse_update,
+)
+from bridge.config import ConfigError, load_config
+from bridge.notices import Notice, Override, timeline_state
+from bridge.settings import default_db_path
+from bridge.storage import (
+    add_update,
+    create_notice,
+    create_override,
+    delete_override,
+    get_notice,
+    list_notices,
+    list_overrides,
+    open_db,
+    update_notice,
+    write_transaction,
+)
+
+TOKENS_ENV = "STATUS_BRIDGE_ADMIN_TOKENS"
+DB_HELP = "SQLite file the daemon uses (default: $STATE_DIRECTORY or /var/lib/status-bridge, status-bridge.db)"
+CONFIG_HELP = "TOML config file, to check component ids against"
+TIME_HELP = "ISO-8601 (2026-12-01T10:00Z; no zone = UTC) or epoch seconds"
+
+
+class CliError(Exception):
+    """A problem reported as `error: FIELD: message` with an exit code."""
+
+    def __init__(self, field: str, message: str, code: int = 2) -> None:
+        super().__init__(f"{field}: {message}")
+        self.code = code
+
+
+def load_admin_tokens(path: Path | None) -> tuple[str, ...]:
+    """Admin tokens from a file (one per line, # comments) or else $STATUS_BRIDGE_ADMIN_TOKENS (comma/space separated)."""
+    if path is None:
+        return tuple(t for t in os.environ.get(TOKENS_ENV, "").replace(",", " ").split() if t)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        mode = Path(path).stat().st_mode
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"status-bridge: cannot read --admin-token-file {path}: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        print(f"warning: {path} is readable by group/others; chmod 600 it", file=sys.stderr)
+    return tuple(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+
+
+def _db(args: argparse.Namespace, must_exist: bool) -> Database:
+    """Open the daemon's database (readers do not create one where none exists)."""
+    path = Path(args.db) if args.db else default_db_path()
+    if must_exist and not path.exists():
+        raise CliError("db", f"{path} does not exist (give --db, or start the daemon once)", 1)
+    try:
+        return open_db(path)
+    except (OSError, sqlite3.Error) as e:
+        raise CliError("db", f"cannot open {path}: {e}", 1) from None
+
+
+def _ids(args: argparse.Namespace, pick: Callable[[Any], frozenset[str]], needed: bool) -> frozenset[str]:
+    """Known ids from --config; without one, naming components is an error."""
+    if args.config is None:
+        if needed:
+            raise CliError("config", "--config is required to check component ids")
+        return frozenset()
+    try:
+        return pick(load_config(args.config))
+    except ConfigError as e:
+        raise CliError("config", f"invalid configuration:\n{e}") from None
+
+
+def _body(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """The options that were given, as an API-style body (so the API's rules and messages apply)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _when(epoch: float | None) -> str:
+    """A short UTC time for tables."""
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%MZ")
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain left-aligned text table."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = [headers, ["-" * w for w in widths], *rows]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def _print_notice(n: Notice, args: argparse.Namespace, now: float) -> None:
+    """One notice as JSON (--json) or readable text with its updates."""
+    if args.json:
+        print(json.dumps({"notice": notice_json(n, now)}, indent=2, ensure_ascii=False))
+        return
+    print(f"notice {n.id}: {n.subject}")
+    print(f"  type {n.type}, state {n.state}, timeline {timeline_state(n, now)}")
+    if n.type == "planned":
+        print(f"  scheduled {_when(n.begins_at)} to {_when(n.ends_at)}")
+    print(f"  began {_when(n.began_at)}, ended {_when(n.ended_at)}")
+    print(f"  components: {', '.join(n.components) or '(none)'}")
+    for u in n.updates:
+        print(f"  [{_when(u.created_at)}] {u.state}: {u.content}")
+
+
+def _print_override(o: Override, args: argparse.Namespace, now: float) -> None:
+    """One override as JSON (--json) or one line."""
+    if args.json:
+        print(json.dumps({"override": override_json(o, now)}, indent=2, ensure_ascii=False))
+    else:
+        print(f"override {o.id}: {o.component_id} {o.status.value} from {_when(o.starts_at)} until {_when(o.ends_at)}: {o.reason}")
+
+
+def cmd_notice_create(args: argparse.Namespace) -> None:
+    """status-bridge notice create: a new incident (unplanned) or maintenance (planned)."""
+    known = _ids(args, known_ids, needed=bool(args.components))
+    spec = parse_notice(_body(args, ("type", "state", "subject", "content", "components", "begins_at", "ends_at")), known)
+    now = time.time()
+    n = create_notice(
+        _db(args, False),
+        type=spec.type,
+        subject=spec.subject,
+        state=spec.state,
+        content=spec.content,
+        now=now,
+        components=spec.components,
+        begins_at=spec.begins_at,
+        ends_at=spec.ends_at,
+    )
+    _print_notice(n, args, now)
+
+
+def cmd_notice_update(args: argparse.Namespace) -> None:
+    """status-bridge notice update ID: change subject/schedule/components and/or add a progress update."""
+    if args.clear_components:
+        args.components = []
+    patch_body = _body(args, ("subject", "begins_at", "ends_at", "components"))
+    update_body = _body(args, ("state", "content"))
+    if not patch_body and not update_body:
+        raise CliError("update", "nothing to change: give --state/--content, --subject, --begins-at, --ends-at or --component")
+    known = _ids(args, known_ids, needed=bool(args.components))
+    db, now = _db(args, True), time.time()
+    # Both changes in one transaction: a bad update text must not leave the patch half applied.
+    with write_transaction(db):
+        n = get_notice(db, args.id)
+        if n is None:
+            raise CliError("id", f"no notice {args.id}", 1)
+        if patch_body:
+            patch = parse_notice_patch(patch_body, known, n)
+            n = update_notice(db, args.id, now=now, components=patch.components, **patch.fields) or n
+        if update_body:
+            update = parse_update(update_body, n)
+            n = add_update(db, args.id, state=update.state, content=update.content, now=now) or n
+    _print_notice(n, args, now)
+
+
+def cmd_notice_list(args: argparse.Namespace) -> None:
+    """status-bridge notice list: every notice, newest first."""
+    now = time.time()
+    notices = [n for n in list_notices(_db(args, True)) if args.type is None or n.type == args.type]
+    if args.json:
+        print(json.dumps({"notices": [notice_json(n, now) for n in notices]}, indent=2, ensure_ascii=False))
+        return
+    rows = [
+        [
+            str(n.id),
+            n.type,
+            n.state,
+            timeline_state(n, now),
+            _when(n.begins_at if n.type == "planned" else n.began_at),
+            _when(n.ends_at if n.type == "planned" else n.ended_at),
+            ",".join(n.components) or "-",
+            n.subject if len(n.subject) <= 60 else n.subject[:57] + "...",
+        ]
+        for n in notices
+    ]
+    print(_table(["ID", "TYPE", "STATE", "TIMELINE", "STARTS", "ENDS", "COMPONENTS", "SUBJECT"], rows))
+
+
+def cmd_notice_show(args: argparse.Namespace) -> None:
+    """status-bridge notice show ID: a notice with its components and every update."""
+    n = get_notice(_db(args, True), args.id)
+    if n is None:
+        raise CliError("id", f"no notice {args.id}", 1)
+    _print_notice(n, args, time.time())
+
+
+def cmd_override_add(args: argparse.Namespace) -> None:
+    """status-bridge override add: replace a component's shown status for a window."""
+    components = _ids(args, component_ids, needed=True)
+    now = time.time()
+    spec = parse_override(_body(args, ("component", "status", "starts_at", "ends_at", "reason")), components, now)
+    o = create_override(
+        _db(args, False),
+        component_id=spec.component_id,
+        status=spec.status,
+        starts_at=spec.starts_at,
+        ends_at=spec.ends_at,
+        reason=spec.reason,
+        now=now,
+    )
+    _print_override(o, args, now)
+
+
+def cmd_override_list(args: argparse.Namespace) -> None:
+    """status-bridge override list: every stored override (past, current, future)."""
+    now = time.time()
+    overrides = list_overrides(_db(args, True))
+    if args.json:
+        print(json.dumps({"overrides": [override_json(o, now) for o in overrides]}, indent=2, ensure_ascii=False))
+        return
+
+    def when(o: Override) -> str:
+        return "active" if o.active(now) else ("future" if o.starts_at > now else "ended")
+
+    rows = [[str(o.id), o.component_id, o.status.value, when(o), _when(o.starts_at), _when(o.ends_at), o.reason] for o in overrides]
+    print(_table(["ID", "COMPONENT", "STATUS", "NOW", "STARTS", "ENDS", "REASON"], rows))
+
+
+def cmd_override_remove(args: argparse.Namespace) -> None:
+    """status-bridge override remove ID: delete an override (the shown status reverts to the monitored one)."""
+    if not delete_override(_db(args, True), args.id):
+        raise CliError("id", f"no override {args.id}", 1)
+    print(json.dumps({"removed": args.id}) if args.json else f"removed override {args.id}")
+
+
+def _run(func: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], int]:
+    """Run a command, printing `error: FIELD: message` (exit 2 for bad input, 1 for unknown ids/DB trouble)."""
+
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            func(args)
+        except InputError as e:
+            print(f"error: {e.field}: {e.message}", file=sys.stderr)
+            return 2
+        except CliError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return e.code
+        return 0
+
+    return wrapper
+
+
+def _command(sub: Any, name: str, func: Callable[[argparse.Namespace], None], help: str) -> argparse.ArgumentParser:
+    """A subcommand with --db and --json."""
+    p = sub.add_parser(name, help=help, description=func.__doc__)
+    p.set_defaults(func=_run(func))
+    p.add_argument("--db", type=Path, help=DB_HELP)
+    p.add_argument("--json", action="store_true", help="print JSON (the admin API's shape) instead of text")
+    return p
+
+
+def _id(value: str) -> int:
+    """A positive integer id."""
+    if not value.isdigit() or len(value) > 15:
+        raise argparse.ArgumentTypeError(f"expected a numeric id, got {value!r}")
+    return int(value)
+
+
+def add_admin_commands(sub: Any) -> None:
+    """Add `notice create|update|list|show` and `override add|list|remove` to the CLI."""
+    notice = sub.add_parser(
+        "notice",
+        help="create, update and list incidents and maintenance",
+        description="Incidents (unplanned) and maintenance (planned) shown on the page; written to the daemon's SQLite file.",
+    )
+    nsub = notice.add_subparsers(dest="notice_command", required=True, metavar="ACTION")
+
+    create = _command(nsub, "create", cmd_notice_create, "create a notice")
+    create.add_argument("--config", "-c", type=Path, help=CONFIG_HELP + " (required with --component)")
+    create.add_argument("--type", help="unplanned (incident) or planned (maintenance)", required=True)
+    create.add_argument("--subject", help="one-line summary (at most 200 characters)", required=True)
+    create.add_argument("--state", help="initial state (default: investigating / scheduled)")
+    create.add_argument("--content", help="text of the first update (default: a standard sentence)")
+    create.add_argument("--component", dest="components", action="append", metavar="ID", help="affected component or group (repeatable)")
+    create.add_argument("--begins-at", help=f"planned start: {TIME_HELP}")
+    create.add_argument("--ends-at", help=f"planned end: {TIME_HELP}")
+
+    update = _command(nsub, "update", cmd_notice_update, "add a progress update and/or change a notice")
+    update.add_argument("id", type=_id, help="notice id")
+    update.add_argument("--config", "-c", type=Path, help=CONFIG_HELP + " (required with --component)")
+    update.add_argument("--state", help="new state (default: unchanged)")
+    update.add_argument("--content", help="text of the progress update")
+    update.add_argument("--subject", help="new one-line summary")
+    links = update.add_mutually_exclusive_group()
+    links.add_argument("--component", dest="components", action="append", metavar="ID", help="replace the components (repeatable)")
+    links.add_argument("--clear-components", action="store_true", help="unlink every component")
+    update.add_argument("--begins-at", help=f"new planned start: {TIME_HELP}")
+    update.add_argument("--ends-at", help=f"new planned end: {TIME_HELP}")
+
+    lst = _command(nsub, "list", cmd_notice_list, "list notices")
+    lst.add_argument("--type", choices=["planned", "unplanned"], help="only this type")
+
+    show = _command(nsub, "show", cmd_notice_show, "show one notice with its updates")
+    show.add_argument("id", type=_id, help="notice id")
+
+    override = sub.add_parser(
+        "override",
+        help="replace a component's shown status for a time window",
+        description="Scheduled overrides of a component's shown status (the monitored status stays visible beside it).",
+    )
+    osub = override.add_subparsers(dest="override_command", required=True, metavar="ACTION")
+
+    add = _command(osub, "add", cmd_override_add, "add an override")
+    add.add_argument("--config", "-c", type=Path, help=CONFIG_HELP + " (required)")
+    add.add_argument("--component", help="component id", required=True)
+    add.add_argument("--status", help="up, partial, down or maintenance", required=True)
+    add.add_argument("--starts-at", help=f"start (default: now): {TIME_HELP}")
+    add.add_argument("--ends-at", help=f"end (default: until removed): {TIME_HELP}")
+    add.add_argument("--reason", help="why (shown to administrators)", required=True)
+
+    _command(osub, "list", cmd_override_list, "list overrides")
+    remove = _command(osub, "remove", cmd_override_remove, "remove an override")
+    remove.add_argument("id", type=_id, help="override id")

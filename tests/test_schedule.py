@@ -1,0 +1,268 @@
+"""The scheduler: transitions at exact times, restart catch-up, override windows, changes from other processes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlite_utils import Database
+
+from bridge import schedule
+from bridge.app import make_app
+from bridge.keys import DB, LIVE, REFRESH
+from bridge.live import Live
+from bridge.model import ComponentView, SourceHealth, Status
+from bridge.schedule import SCHEDULER, Scheduler
+from bridge.settings import Settings
+from bridge.storage import create_notice, create_override, get_notice, list_notices, open_db
+from tests.conftest import check, status_data, web_config
+
+T = 1_700_000_000.0
+HEALTHY = SourceHealth(stale=False, data_created=T)
+
+
+class Clock:
+    """A settable clock."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    """The daemon's connection to a temp database file."""
+    database = open_db(tmp_path / "db.sqlite")
+    yield database
+    database.close()
+
+
+def all_up(live: Live, created: float = T) -> None:
+    """Feed monitoring data with every check OK."""
+    live.update(status_data(check("web-1", "HTTP"), check("db-1", "PostgreSQL"), created=created), HEALTHY)
+
+
+def component(live: Live, cid: str) -> ComponentView:
+    """A component of the published snapshot."""
+    return next(c for g in live.snapshot.groups for c in g.components if c.id == cid)
+
+
+def maintenance(db: Database, begins_at: float, ends_at: float | None, now: float = T - 86400) -> int:
+    """A scheduled maintenance on the database component."""
+    return create_notice(db, type="planned", subject="DB upgrade", state="scheduled", content="Planned", now=now,
+                         components=["database"], begins_at=begins_at, ends_at=ends_at).id
+
+
+def test_transitions_at_exact_times(db: Database) -> None:
+    clock = Clock(T)
+    live = Live(web_config(), clock)
+    all_up(live)
+    scheduler = Scheduler(db, live, clock)
+    nid = maintenance(db, T + 100, T + 200)
+    scheduler.sync()
+    assert scheduler.next_at == T + 100
+    assert (live.snapshot.page_state, component(live, "database").status) == ("operational", Status.UP)
+
+    scheduler.sync(T + 99)  # one second early: nothing
+    assert get_notice(db, nid).state == "scheduled"  # type: ignore[union-attr]
+
+    clock.now = T + 100
+    scheduler.sync()
+    n = get_notice(db, nid)
+    assert n is not None and (n.state, n.began_at, n.updates[-1].created_at) == ("underway", T + 100, T + 100)
+    assert live.snapshot.page_state == "under_maintenance"
+    db_view = component(live, "database")
+    assert (db_view.status, db_view.monitored_status) == (Status.MAINTENANCE, Status.UP)
+    assert scheduler.next_at == T + 200
+
+    clock.now = T + 200
+    scheduler.sync()
+    n = get_notice(db, nid)
+    assert n is not None and (n.state, n.ended_at, n.updates[-1].created_at) == ("complete", T + 200, T + 200)
+    assert (live.snapshot.page_state, component(live, "database").status) == ("operational", Status.UP)
+    assert scheduler.next_at is None
+    scheduler.sync(T + 300)
+    assert len(get_notice(db, nid).updates) == 3  # type: ignore[union-attr]
+
+
+def test_override_start_and_end_republish(db: Database) -> None:
+    clock = Clock(T)
+    live = Live(web_config(), clock)
+    all_up(live)
+    scheduler = Scheduler(db, live, clock)
+    create_override(db, component_id="website", status=Status.DOWN, starts_at=T + 10, ends_at=T + 20,
+                    reason="Cut-over", now=T)
+    scheduler.sync()
+    assert (component(live, "website").status, scheduler.next_at) == (Status.UP, T + 10)
+    before = live.published.feeds["services"]
+
+    clock.now = T + 10
+    scheduler.sync()
+    site = component(live, "website")
+    assert (site.status, site.monitored_status, site.since) == (Status.DOWN, Status.UP, T + 10)
+    assert live.published.feeds["services"].etag != before.etag
+    assert b'"reason":"Cut-over"' in live.published.feeds["services"].body
+    assert scheduler.next_at == T + 20
+
+    clock.now = T + 20
+    scheduler.sync()
+    assert (component(live, "website").status, component(live, "website").since) == (Status.UP, T + 20)
+    assert live.published.feeds["services"].body == before.body
+    assert scheduler.next_at is None
+
+
+def test_since_survives_rebuilds_and_starts_at_daemon_start(db: Database) -> None:
+    clock = Clock(T)
+    live = Live(web_config(), clock)
+    clock.now = T + 5
+    all_up(live)  # first data: nodata -> up is not a change anyone saw
+    assert component(live, "website").since == T
+    clock.now = T + 30
+    all_up(live, created=T + 30)  # same status: since kept
+    assert component(live, "website").since == T
+    clock.now = T + 60
+    live.update(status_data(check("web-1", "HTTP", 2), check("db-1", "PostgreSQL"), created=T + 60), HEALTHY)
+    assert (component(live, "website").since, component(live, "database").since) == (T + 60, T)
+
+
+async def test_real_wakeup_fires_without_any_sync_call(db: Database) -> None:
+    live = Live(web_config())
+    all_up(live, created=time.time())
+    # A long poll interval: only the APScheduler date job can make this change visible.
+    scheduler = Scheduler(db, live, poll_interval=60)
+    await scheduler.start()
+    try:
+        start = time.time() + 0.3
+        create_override(db, component_id="website", status=Status.PARTIAL, starts_at=start, ends_at=start + 0.3,
+                        reason="Short", now=time.time())
+        scheduler.refresh()  # the admin API's own write
+        assert component(live, "website").status == Status.UP
+        deadline = time.monotonic() + 3
+        while component(live, "website").status != Status.PARTIAL and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert component(live, "website").status == Status.PARTIAL
+        assert time.time() >= start
+        while component(live, "website").status != Status.UP and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert component(live, "website").status == Status.UP  # and back at the window's end
+        assert scheduler.next_at is None
+    finally:
+        await scheduler.stop()
+
+
+async def test_failed_sync_is_retried_by_the_poller(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    live = Live(web_config())
+    scheduler = Scheduler(db, live, poll_interval=0.05)
+    await scheduler.start()
+    try:
+        create_override(db, component_id="website", status=Status.DOWN, starts_at=0, ends_at=None, reason="x", now=0)
+        real = schedule.list_notices
+        calls = {"n": 0}
+
+        def flaky(db: Database) -> list:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("database is locked")
+            return real(db)
+
+        monkeypatch.setattr(schedule, "list_notices", flaky)
+        scheduler.refresh()  # logged, not raised: the caller's write did succeed
+        assert component(live, "website").status != Status.DOWN
+        for _ in range(100):
+            if component(live, "website").status == Status.DOWN:
+                break
+            await asyncio.sleep(0.02)
+        assert component(live, "website").status == Status.DOWN
+    finally:
+        await scheduler.stop()
+
+
+async def test_restart_catch_up_applies_missed_transitions(aiohttp_client, tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    offline = open_db(path)  # written before the daemon starts, as if it had been down
+    done = maintenance(offline, T - 7200, T - 3600)
+    running = maintenance(offline, T - 600, T + 600)
+    offline.close()
+
+    app = make_app(Settings(web_config(), watch=False, db_path=path), clock=Clock(T))
+    client = await aiohttp_client(app)
+    check_db = open_db(path)
+    try:
+        n = get_notice(check_db, done)
+        assert n is not None
+        assert [(u.state, u.created_at) for u in n.updates] == [
+            ("scheduled", T - 86400), ("underway", T - 7200), ("complete", T - 3600)]
+        assert (n.state, n.began_at, n.ended_at) == ("complete", T - 7200, T - 3600)
+        m = get_notice(check_db, running)
+        assert m is not None and (m.state, m.began_at) == ("underway", T - 600)
+    finally:
+        check_db.close()
+    assert app[SCHEDULER].next_at == T + 600
+    assert app[LIVE].snapshot.page_state == "under_maintenance"
+    services = await (await client.get("/api/services.json")).json()
+    assert services["groups"][1]["services"][0]["status"] == "maintenance"
+    announcements = await (await client.get("/api/announcements.json")).json()
+    assert [a["message"] for a in announcements] == ["DB upgrade: This maintenance is now underway."]
+
+
+async def test_refresh_does_a_full_sync(aiohttp_client, tmp_path: Path) -> None:
+    app = make_app(Settings(web_config(), watch=False, db_path=tmp_path / "db.sqlite"), clock=Clock(T))
+    await aiohttp_client(app)
+    nid = maintenance(app[DB], T - 10, T + 50)  # written by the admin API through the daemon's connection
+    app[REFRESH]()
+    assert get_notice(app[DB], nid).state == "underway"  # type: ignore[union-attr]
+    assert app[SCHEDULER].next_at == T + 50
+    assert app[LIVE].snapshot.page_state == "under_maintenance"
+
+
+async def test_change_by_another_process_shows_within_two_seconds(aiohttp_client, tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    app = make_app(Settings(web_config(), watch=False, db_path=path))
+    client = await aiohttp_client(app)
+    all_up(app[LIVE], created=time.time())
+    cli = open_db(path)  # what `status-bridge override ...` does while the daemon runs
+    try:
+        create_override(cli, component_id="website", status=Status.DOWN, starts_at=time.time() - 1, ends_at=None,
+                        reason="Switching provider", now=time.time())
+        create_notice(cli, type="unplanned", subject="Website down", state="identified", content="Provider switch",
+                      now=time.time(), components=["website"])
+    finally:
+        cli.close()
+    written = time.monotonic()
+    site: dict = {}
+    while time.monotonic() - written < 2:
+        body = await (await client.get("/api/services.json")).json()
+        site = body["groups"][0]["services"][0]
+        if site["status"] == "down":
+            break
+        await asyncio.sleep(0.05)
+    assert (site["status"], site["monitored_status"]) == ("down", "up")
+    assert site["override"] == {"status": "down", "reason": "Switching provider", "ends_at": None}
+    announcements = await (await client.get("/api/announcements.json")).json()
+    assert [a["message"] for a in announcements] == ["Website down: Provider switch"]
+    assert app[LIVE].snapshot.page_state == "degraded"
+    assert len(list_notices(app[DB])) == 1
+
+
+async def test_overdue_change_is_caught_by_the_poller(db: Database) -> None:
+    clock = Clock(T)
+    live = Live(web_config(), clock)
+    all_up(live)
+    scheduler = Scheduler(db, live, clock, poll_interval=0.05)
+    create_override(db, component_id="website", status=Status.DOWN, starts_at=T + 3600, ends_at=None, reason="x", now=T)
+    await scheduler.start()  # the real job is an hour away
+    try:
+        clock.now = T + 3600  # the wall clock stepped (or the machine slept) past the start
+        for _ in range(100):
+            if component(live, "website").status == Status.DOWN:
+                break
+            await asyncio.sleep(0.02)
+        assert component(live, "website").status == Status.DOWN
+        assert scheduler.next_at is None
+    finally:
+        await scheduler.stop()
