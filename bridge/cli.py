@@ -37,8 +37,9 @@ def _listen(value: str) -> tuple[str, int]:
 def _setup_logging(level: str) -> None:
     """Log to stderr in a journald-friendly one-line format."""
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    # watchfiles logs every batch of file events at INFO: one line per Nagios write would flood the journal.
-    logging.getLogger("watchfiles").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # watchfiles and APScheduler log routine events at INFO (every file batch, every job run).
+    for noisy in ("watchfiles", "apscheduler"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _load(path: Path) -> Config:
