@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from bridge.aggregate import aggregate
 from bridge.config import Config
-from bridge.matching import Matcher
+from bridge.matching import CheckKey, Matcher
+from bridge.merge import SourceView, merge
 from bridge.model import ComponentView, GroupView, SourceHealth, Snapshot, Status, StatusData
 from bridge.notices import Notice, Override, page_state, shown_overrides
 from bridge.render import oxford
@@ -46,10 +47,13 @@ class Live:
 
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        self._components = {c.id: c for c in config.components()}
         self.clock = clock
         self.matcher = Matcher()
-        self.data: StatusData | None = None
-        self.health: SourceHealth = NO_DATA_HEALTH
+        self.sources: dict[str, SourceView] = {}
+        self.data: StatusData | None = None  # merged over sources
+        self.health: SourceHealth = NO_DATA_HEALTH  # combined over sources
+        self.stale_keys: frozenset[CheckKey] = frozenset()
         self.notices: tuple[Notice, ...] = ()
         self.overrides: tuple[Override, ...] = ()
         self.started_at = self.clock()
@@ -63,9 +67,15 @@ class Live:
         """The snapshot handlers should read now."""
         return self.published.snapshot
 
-    def update(self, data: StatusData | None, health: SourceHealth) -> None:
-        """Take new inputs from a source and publish a new generation."""
-        self.data, self.health = data, health
+    def update(self, data: StatusData | None, health: SourceHealth, source: str = "statusdat") -> None:
+        """Take new inputs from one source and publish a new generation."""
+        self.update_source(SourceView(source, data, health))
+
+    def update_source(self, view: SourceView) -> None:
+        """Replace one source's view, re-merge (newest result per check wins) and publish."""
+        self.sources[view.name] = view
+        merged = merge(list(self.sources.values()))
+        self.data, self.health, self.stale_keys = merged.data, merged.health, merged.stale_keys
         self.published = self._build(self.clock())
 
     def set_notices(self, notices: Sequence[Notice], overrides: Sequence[Override], now: float | None = None) -> None:
@@ -76,6 +86,7 @@ class Live:
     def set_config(self, config: Config) -> None:
         """Swap the configuration (reload) and republish."""
         self.config, self.matcher = config, Matcher()
+        self._components = {c.id: c for c in config.components()}
         self.published = self._build(self.clock())
 
     def _build(self, now: float) -> Published:
@@ -95,6 +106,15 @@ class Live:
         }
         return Published(snap, feeds)
 
+    def _component_stale(self, component_id: str) -> bool:
+        """True when any check behind the component comes from a stale source."""
+        if self.data is None:
+            return self.health.stale
+        if not self.stale_keys:
+            return False
+        comp = self._components.get(component_id)
+        return comp is not None and any(k in self.stale_keys for k in self.matcher.resolve(comp, self.data))
+
     def _stamp(self, groups: tuple[GroupView, ...], now: float) -> tuple[GroupView, ...]:
         """Set each component's `since` (when its shown status last changed) and remember it for the next build."""
         # Until monitoring data first arrives every status is provisional (nodata, then the first real
@@ -108,7 +128,7 @@ class Live:
                 prev = self._since.get(c.id)
                 entry = prev if prev is not None and prev[0] == c.status else (c.status, when)
                 since[c.id] = entry
-                views.append(dataclasses.replace(c, since=entry[1]))
+                views.append(dataclasses.replace(c, since=entry[1], stale=self._component_stale(c.id)))
             out.append(dataclasses.replace(g, components=tuple(views)))
         # Components removed by a config reload are forgotten; re-added ones start afresh.
         self._since = since

@@ -91,6 +91,7 @@ class ComponentView:
     monitored_status: Status
     checks_matched: int
     since: float | None = None  # when the shown status last changed (as seen by this daemon), set by Live
+    stale: bool = False  # some matched check's state comes from a stale source, set by Live
 
 
 @dataclass(frozen=True)

@@ -48,14 +48,14 @@ def test_services_feed_exact_shape() -> None:
             {"id": "web", "name": "Web", "status_code": 1, "status_name": "Partial", "status": "partial",
              "description": "Sites", "services": [
                  {"id": "site", "name": "Site", "status_code": 2, "status_name": "Down", "status": "down",
-                  "monitored_status": "down", "description": "Public site", "override": None},
+                  "monitored_status": "down", "stale": False, "description": "Public site", "override": None},
                  {"id": "mail", "name": "Mail", "status_code": 0, "status_name": "Up", "status": "up",
-                  "monitored_status": "up", "description": "", "override": None},
+                  "monitored_status": "up", "stale": False, "description": "", "override": None},
              ]},
             {"id": "data", "name": "Data", "status_code": 1, "status_name": "Maintenance", "status": "maintenance",
              "description": "", "services": [
                  {"id": "db", "name": "Db", "status_code": 1, "status_name": "Maintenance", "status": "maintenance",
-                  "monitored_status": "down", "description": "", "override": None},
+                  "monitored_status": "down", "stale": False, "description": "", "override": None},
              ]},
         ],
     }

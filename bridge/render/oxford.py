@@ -55,6 +55,7 @@ def _service(c: ComponentView, override: Override | None = None) -> dict[str, An
         "status_name": STATUS_NAME[c.status],
         "status": c.status.value,
         "monitored_status": c.monitored_status.value,
+        "stale": c.stale,
         "description": c.description,
         "override": _override(override),
     }
