@@ -84,6 +84,15 @@ class Config:
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
     groups: tuple[Group, ...] = ()
+    passive_enabled: bool = True  # POST /nrdp/ and /api/v1/check-results (a token is still required)
+    passive_tokens_file: Path | None = None
+    passive_stale_after: float = 900.0  # a pushed result older than this is stale (per check)
+    passive_max_body: int = 1 << 20
+    icinga_url: str = ""  # e.g. https://127.0.0.1:5665; empty = no Icinga 2 source
+    icinga_user: str = ""
+    icinga_password_file: Path | None = None
+    icinga_ca_file: Path | None = None
+    icinga_stale_after: float = 180.0  # stale when the event stream has been down this long
 
     def components(self) -> list[Component]:
         """All components in page order."""
@@ -99,7 +108,13 @@ class ConfigError(Exception):
 
 
 # Allowed keys per table; anything else is reported as a likely typo.
-_SECTION_KEYS = {"page": ("name", "url"), "nagios": ("status_file", "stale_after"), "http": ("listen", "cache_seconds")}
+_SECTION_KEYS = {
+    "page": ("name", "url"),
+    "nagios": ("status_file", "stale_after"),
+    "http": ("listen", "cache_seconds"),
+    "passive": ("enabled", "tokens_file", "stale_after", "max_body"),
+    "icinga": ("url", "user", "password_file", "ca_file", "stale_after"),
+}
 _GROUP_KEYS = ("id", "name", "description", "component")
 _COMPONENT_KEYS = ("id", "name", "description", "rule", "quorum", "soft_states", "checks", "states")
 _CHECK_KEYS = ("host", "service")
@@ -130,7 +145,10 @@ def parse_config(text: str, path: Path | None = None) -> Config:
         raise ConfigError([syntax_problem(label, exc)]) from exc
     ck = Checker(label)
     ck.keys(doc, "", (*_SECTION_KEYS, "group"))
-    page, nagios, http = (ck.section(doc, name, keys) for name, keys in _SECTION_KEYS.items())
+    page, nagios, http, passive, icinga = (ck.section(doc, name, keys) for name, keys in _SECTION_KEYS.items())
+    icinga_url = ck.string(icinga, "url", "icinga")
+    if icinga_url and (reason := url_problem(icinga_url)):
+        ck.problem("icinga.url", reason)
     page_url = ck.string(page, "url", "page")
     if page_url and (reason := url_problem(page_url)):
         ck.problem("page.url", reason)
@@ -152,6 +170,15 @@ def parse_config(text: str, path: Path | None = None) -> Config:
         listen_host=host,
         listen_port=port,
         groups=_groups(ck, doc.get("group", [])),
+        passive_enabled=ck.boolean(passive, "enabled", "passive", True),
+        passive_tokens_file=_path(ck, passive, "tokens_file", "passive", path),
+        passive_stale_after=ck.number(passive, "stale_after", "passive", Config.passive_stale_after, 0),
+        passive_max_body=ck.integer(passive, "max_body", "passive", Config.passive_max_body, 1),
+        icinga_url=icinga_url,
+        icinga_user=ck.string(icinga, "user", "icinga"),
+        icinga_password_file=_path(ck, icinga, "password_file", "icinga", path),
+        icinga_ca_file=_path(ck, icinga, "ca_file", "icinga", path),
+        icinga_stale_after=ck.number(icinga, "stale_after", "icinga", Config.icinga_stale_after, 0),
     )
     if ck.problems:
         raise ConfigError(ck.problems)
@@ -160,15 +187,20 @@ def parse_config(text: str, path: Path | None = None) -> Config:
 
 def _status_file(ck: Checker, nagios: dict[str, Any], path: Path | None) -> Path | None:
     """nagios.status_file, relative to the config file's directory so the daemon's cwd does not matter."""
-    if "status_file" not in nagios:
+    return _path(ck, nagios, "status_file", "nagios", path)
+
+
+def _path(ck: Checker, table: dict[str, Any], key: str, section: str, path: Path | None) -> Path | None:
+    """An optional file path; relative paths resolve against the config file's directory."""
+    if key not in table:
         return None
-    value = ck.string(nagios, "status_file", "nagios", nonempty=True)
+    value = ck.string(table, key, section, nonempty=True)
     if not value.strip():
         return None
-    status_file = Path(value)
-    if path is not None and not status_file.is_absolute():
-        status_file = Path(path).absolute().parent / status_file
-    return status_file
+    found = Path(value)
+    if path is not None and not found.is_absolute():
+        found = Path(path).absolute().parent / found
+    return found
 
 
 def _groups(ck: Checker, raw: object) -> tuple[Group, ...]:
