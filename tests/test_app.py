@@ -25,10 +25,11 @@ async def test_first_snapshot_is_served_at_startup(aiohttp_client, tmp_path):
 async def test_goes_stale_by_age_without_file_events(aiohttp_client, tmp_path):
     path = tmp_path / "status.dat"
     path.write_bytes(MINI_STATUSDAT % int(time.time()))
-    config = dataclasses.replace(web_config(), statusdat_path=path, stale_after=1)
+    # 3 s: long enough to see it fresh first even on a loaded CI machine, short enough to wait for.
+    config = dataclasses.replace(web_config(), statusdat_path=path, stale_after=3)
     client = await aiohttp_client(make_app(Settings(config)))
     assert (await (await client.get("/api/services.json")).json())["stale"] is False
-    deadline = time.monotonic() + 8
+    deadline = time.monotonic() + 12
     while time.monotonic() < deadline:
         body = await (await client.get("/api/services.json")).json()
         if body["stale"]:
