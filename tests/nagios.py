@@ -123,8 +123,8 @@ def _object_config(services: Mapping[str, Sequence[str]]) -> str:
     return "".join(parts)
 
 
-def _main_config(root: Path, user: str, group: str) -> str:
-    """nagios.cfg keeping every path inside root, with status.dat rewritten every second."""
+def _main_config(root: Path, user: str, group: str, extra: Mapping[str, object] | None = None) -> str:
+    """nagios.cfg keeping every path inside root, with status.dat rewritten every second; extra adds or replaces keys."""
     settings = {
         "cfg_file": root / "objects.cfg",
         "log_file": root / "nagios.log",
@@ -175,6 +175,7 @@ def _main_config(root: Path, user: str, group: str) -> str:
         "illegal_object_name_chars": "`~!$%^&*|'\"<>?,()=",
         "illegal_macro_output_chars": "`~$&|'\"<>",
     }
+    settings.update(extra or {})
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
@@ -186,13 +187,20 @@ class Nagios:
         services: Mapping[str, Sequence[str]],
         binary: str | None = None,
         root: Path | None = None,
+        settings: Mapping[str, object] | None = None,
+        objects: str = "",
     ) -> None:
+        """services: passive-only {host: [service, ...]}; settings: nagios.cfg keys to add or replace
+        (e.g. obsess_over_services=1, ocsp_command=...); objects: extra object definitions appended to objects.cfg.
+        """
         self.binary = binary or find_nagios()
         self.user, self.group = run_as()
         # Not pytest's tmp_path: that lives under a 0700 root-owned directory the nagios user cannot enter.
         self._owns_root = root is None
         self.root = root or Path(tempfile.mkdtemp(prefix="status-bridge-nagios-"))
         self.services = {host: list(svcs) for host, svcs in services.items()}
+        self.settings = dict(settings or {})
+        self.objects = objects
         self.cfg = self.root / "nagios.cfg"
         self.status_file = self.root / "status.dat"
         self.command_file = self.root / "nagios.cmd"
@@ -208,14 +216,30 @@ class Nagios:
     def _write_config(self) -> None:
         """Write the configuration and hand the directory to the Nagios user."""
         (self.root / "checkresults").mkdir(exist_ok=True)
-        (self.root / "objects.cfg").write_text(_object_config(self.services))
-        self.cfg.write_text(_main_config(self.root, self.user, self.group))
+        (self.root / "objects.cfg").write_text(_object_config(self.services) + self.objects)
+        self.cfg.write_text(_main_config(self.root, self.user, self.group, self.settings))
         if os.geteuid() == 0:
             uid, gid = pwd.getpwnam(self.user).pw_uid, grp.getgrnam(self.group).gr_gid
             for path in (self.root, self.root / "checkresults", self.cfg, self.root / "objects.cfg"):
                 os.chown(path, uid, gid)
         # Readers (the bridge under test, maybe another user) must be able to list and read status.dat.
         self.root.chmod(0o755)
+
+    def extend(self, settings: Mapping[str, object] | None = None, objects: str = "") -> None:
+        """Before start(): add or replace nagios.cfg keys and append object definitions (paths may use self.root)."""
+        assert self.proc is None, "extend() before start()"
+        self.settings.update(settings or {})
+        self.objects += objects
+        self._write_config()
+
+    def write_file(self, name: str, text: str, mode: int = 0o600) -> Path:
+        """Write a file inside the Nagios directory, owned by the Nagios user (e.g. a token file a command reads)."""
+        path = self.root / name
+        path.write_text(text)
+        path.chmod(mode)
+        if os.geteuid() == 0:
+            os.chown(path, pwd.getpwnam(self.user).pw_uid, grp.getgrnam(self.group).gr_gid)
+        return path
 
     def _popen_kwargs(self) -> dict[str, object]:
         """Run as the Nagios user, in a session of its own so terminal signals aimed at pytest miss it."""
@@ -305,6 +329,10 @@ class Nagios:
     def submit_host(self, host: str, state: int, output: str) -> None:
         """Submit a passive host check result (0 UP, 1 DOWN, 2 UNREACHABLE)."""
         self.command(f"PROCESS_HOST_CHECK_RESULT;{host};{state};{_one_line(output)}")
+
+    def force_service_check(self, host: str, service: str) -> None:
+        """Run an active service check now (needs execute_service_checks=1 and an active check on the service)."""
+        self.command(f"SCHEDULE_FORCED_SVC_CHECK;{host};{service};{int(time.time())}")
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGTERM Nagios (a clean stop, which deletes status.dat), then SIGKILL if it lingers."""
@@ -401,9 +429,13 @@ def write_command(path: Path, line: str) -> None:
 
 
 @contextmanager
-def running_nagios(services: Mapping[str, Sequence[str]]) -> Iterator[Nagios]:
-    """A started Nagios with services {host: [service, ...]}, stopped and removed afterwards."""
-    nagios = Nagios(services)
+def running_nagios(
+    services: Mapping[str, Sequence[str]],
+    settings: Mapping[str, object] | None = None,
+    objects: str = "",
+) -> Iterator[Nagios]:
+    """A started Nagios with services {host: [service, ...]} (plus settings/objects, see Nagios), removed afterwards."""
+    nagios = Nagios(services, settings=settings, objects=objects)
     try:
         nagios.start()
         yield nagios
