@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hmac
 import json
 import logging
 import math
@@ -24,7 +23,8 @@ from bridge.admin_input import (
     parse_override,
     parse_update,
 )
-from bridge.http import ApiError, error_response
+from bridge.auth import admin_auth_error as _auth_error
+from bridge.http import ApiError
 from bridge.keys import DB, LIVE, REFRESH, SETTINGS
 from bridge.notices import Notice, Override, timeline_state
 from bridge.storage import (
@@ -96,28 +96,6 @@ def override_json(o: Override, now: float) -> dict[str, Any]:
         "created_at": iso_ms(o.created_at),
         "active": o.active(now),
     }
-
-
-def _auth_error(request: web.Request) -> web.Response | None:
-    """None when the request carries a configured bearer token, else the 401/403 response."""
-    tokens = request.app[SETTINGS].admin_tokens
-    if not tokens:
-        # Never open by default: an unconfigured admin API is off, not public.
-        return error_response(403, "admin API disabled: no tokens configured")
-    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
-    given = given.strip()
-    if scheme.lower() != "bearer" or not given:
-        resp = error_response(401, "missing or malformed Authorization header: expected 'Bearer TOKEN'", "Authorization")
-        resp.headers["WWW-Authenticate"] = 'Bearer realm="status-bridge admin"'
-        return resp
-    # Compare against every token (no early exit) so timing does not reveal which prefix matched.
-    ok = False
-    for token in tokens:
-        ok |= hmac.compare_digest(token.encode(), given.encode())
-    if not ok:
-        log.warning("admin: rejected token from %s for %s %s", request.remote, request.method, request.path)
-        return error_response(403, "invalid token", "Authorization")
-    return None
 
 
 def admin(handler: Handler) -> Handler:

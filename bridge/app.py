@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from bridge.admin import add_admin_routes
+from bridge.history import HistoryRecorder
 from bridge.http import error_middleware
 from bridge.keys import DB, HEALTH, LIVE, REFRESH, REGISTRY, SETTINGS
 from bridge.live import Live
@@ -19,6 +20,8 @@ from bridge.schedule import SCHEDULER, Scheduler, scheduler_ctx
 from bridge.settings import Settings
 from bridge.storage import list_notices, list_overrides, open_db
 from bridge.views import add_routes
+from bridge.views_page import add_page_routes
+from bridge.views_passive import add_passive
 from bridge.views_v1 import add_v1_routes
 
 log = logging.getLogger("bridge.app")
@@ -36,6 +39,8 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     app[REGISTRY] = make_registry(SnapshotCollector(live, lambda now: app[HEALTH](now)))
     db = open_db(settings.db_path or ":memory:")
     app[DB] = db
+    # Every change of a component's status is appended to the history (read back for uptime metrics).
+    live.recorder = HistoryRecorder(db)
     scheduler = Scheduler(db, live, clock)
     app[SCHEDULER] = scheduler
     # After a write through this connection: apply due transitions, reschedule, republish.
@@ -46,12 +51,16 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     add_routes(app)
     add_admin_routes(app)
     add_v1_routes(app)
+    add_page_routes(app)
+    add_passive(app)  # /nrdp/ and /api/v1/check-results, their metrics and publisher
     # First, so the first monitoring snapshot is already published with the notices and overrides.
     app.cleanup_ctx.append(scheduler_ctx)
     if settings.demo_dir is not None:
         app.cleanup_ctx.append(_demo_ctx)
     if settings.watch and settings.config.statusdat_path is not None:
         app.cleanup_ctx.append(_statusdat_ctx)
+    if settings.watch and settings.config.icinga_url:
+        app.cleanup_ctx.append(_icinga_ctx)
     return app
 
 
@@ -94,6 +103,28 @@ async def _statusdat_ctx(app: web.Application) -> AsyncIterator[None]:
     run = asyncio.create_task(tailer.run())
     with contextlib.suppress(asyncio.TimeoutError):
         # Serve the first snapshot rather than a "no data" page when the file is there.
+        await asyncio.wait_for(first.wait(), FIRST_LOAD_TIMEOUT)
+    yield
+    await _cancel(run)
+
+
+async def _icinga_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Follow Icinga 2's API: publish the synced checks and every health change as the "icinga" source."""
+    from bridge.icinga import IcingaSource
+    from bridge.merge import SourceView
+
+    settings, live = app[SETTINGS], app[LIVE]
+    first = asyncio.Event()
+
+    def on_change() -> None:
+        live.update_source(SourceView("icinga", source.current, source.health(live.clock())))
+        first.set()
+
+    # Reads the password file and the CA now: a bad [icinga] section fails start-up with a ConfigError.
+    source = IcingaSource.from_config(settings.config, on_change, clock=live.clock)
+    run = asyncio.create_task(source.run())
+    with contextlib.suppress(asyncio.TimeoutError):
+        # The first sync (or the first failure) decides what the first page shows.
         await asyncio.wait_for(first.wait(), FIRST_LOAD_TIMEOUT)
     yield
     await _cancel(run)

@@ -7,6 +7,7 @@ import asyncio
 import atexit
 import dataclasses
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -17,12 +18,14 @@ from pathlib import Path
 from aiohttp import web
 
 from bridge import __version__
+from bridge.auth import env_tokens, read_token_file
 from bridge.cli_admin import add_admin_commands, load_admin_tokens
 from bridge.config import Config, ConfigError, load_config, parse_config
 from bridge.settings import Settings, default_db_path
 
 log = logging.getLogger("bridge.cli")
 
+PUSH_TOKENS_ENV = "STATUS_BRIDGE_PUSH_TOKENS"
 DB_HELP = "SQLite file for notices and overrides (default: $STATE_DIRECTORY or /var/lib/status-bridge, status-bridge.db)"
 
 
@@ -68,10 +71,30 @@ def _serve(settings: Settings, listen: tuple[str, int] | None) -> int:
     return 0
 
 
+def load_push_tokens(path: Path | None, config: Config) -> tuple[str, ...]:
+    """Push tokens from --push-token-file, else [passive] tokens_file, else $STATUS_BRIDGE_PUSH_TOKENS."""
+    path = path or config.passive_tokens_file
+    if path is None:
+        return env_tokens(os.environ.get(PUSH_TOKENS_ENV, ""))
+    try:
+        tokens, too_open = read_token_file(path)
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"status-bridge: cannot read push token file {path}: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if too_open:
+        print(f"warning: {path} is readable by group/others; chmod 600 it", file=sys.stderr)
+    return tokens
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """status-bridge run."""
     tokens = load_admin_tokens(args.admin_token_file)
-    return _serve(Settings(_load(args.config), db_path=args.db or default_db_path(), admin_tokens=tokens), args.listen)
+    config = _load(args.config)
+    push = load_push_tokens(args.push_token_file, config)
+    if config.passive_enabled and not push:
+        log.info("passive endpoints answer 403 until push tokens are configured (--push-token-file)")
+    settings = Settings(config, db_path=args.db or default_db_path(), admin_tokens=tokens, push_tokens=push)
+    return _serve(settings, args.listen)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -166,6 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="PATH",
         help="admin API bearer tokens, one per line (default: $STATUS_BRIDGE_ADMIN_TOKENS, comma-separated; none = admin API off)",
+    )
+    run.add_argument(
+        "--push-token-file",
+        type=Path,
+        metavar="PATH",
+        help="tokens for /nrdp/ and /api/v1/check-results, one per line (default: [passive] tokens_file, "
+        f"else ${PUSH_TOKENS_ENV}, comma-separated; none = those endpoints answer 403)",
     )
     run.set_defaults(func=cmd_run)
 

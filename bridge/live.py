@@ -5,18 +5,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bridge.aggregate import aggregate
 from bridge.config import Config
+from bridge.history import EFFECTIVE, MONITORED, UNKNOWN, HistoryRecorder, Key, Record, place
+from bridge.history import explaining_times, override_times
 from bridge.matching import CheckKey, Matcher
 from bridge.merge import SourceView, merge
 from bridge.model import ComponentView, GroupView, SourceHealth, Snapshot, Status, StatusData
 from bridge.notices import Notice, Override, page_state, shown_overrides
 from bridge.render import oxford
 
+log = logging.getLogger("bridge.live")
 NO_DATA_HEALTH = SourceHealth(stale=True, reason="no monitoring data yet")
 
 
@@ -60,6 +64,7 @@ class Live:
         # component id -> (shown status, since): carried across rebuilds so "since" survives them.
         self._since: dict[str, tuple[Status, float]] = {}
         self._seeded = False  # becomes True at the first build with monitoring data
+        self.recorder: HistoryRecorder | None = None  # set by the app: status changes go to the DB history
         self.published = self._build(self.started_at)
 
     @property
@@ -100,6 +105,7 @@ class Live:
             overrides=self.overrides,
             page_state=page_state(self.notices),
         )
+        self._record(snap, shown, now)
         feeds = {
             "services": Encoded.of(oxford.services_feed(snap)),
             "announcements": Encoded.of(oxford.announcements_feed(snap)),
@@ -134,3 +140,46 @@ class Live:
         self._since = since
         self._seeded = self._seeded or self.data is not None
         return tuple(out)
+
+    def _record(self, snap: Snapshot, shown: Mapping[str, Status], now: float) -> None:
+        """Append each change of a component's monitored or shown status to the history, dated by the data."""
+        # Until monitoring data first arrives every status is provisional ("no data", or stale because a
+        # source reported nothing yet): never history. Sources keep their last data, so this is start-up only.
+        if self.recorder is None or self.data is None:
+            return
+        try:
+            views = {c.id: c for g in snap.groups for c in g.components}
+            current: dict[Key, str] = {}
+            for c in views.values():
+                monitored = UNKNOWN if c.stale else c.monitored_status.value
+                current[(c.id, MONITORED)] = monitored
+                current[(c.id, EFFECTIVE)] = shown[c.id].value if c.id in shown else monitored
+            records = [
+                Record(cid, kind, current[(cid, kind)], self._when(views[cid], kind, shown, now))
+                for cid, kind in self.recorder.changed(current)
+            ]
+            self.recorder.commit(records)  # one transaction per snapshot
+        except Exception:
+            # History is a record of the page, never a reason to stop publishing it.
+            log.exception("recording status history failed")
+
+    def _when(self, c: ComponentView, kind: str, shown: Mapping[str, Status], now: float) -> float:
+        """When c's `kind` status changed: from the monitoring data or override times; our clock is the last resort."""
+        assert self.recorder is not None
+        prev = self.recorder.last.get((c.id, kind))
+        if c.stale and (kind == MONITORED or c.id not in shown):
+            return place(prev, (), self._stale_since(now), now)
+        starts, ends = override_times(c.id, self.overrides, self.notices, now)
+        if kind == EFFECTIVE and c.id in shown:
+            return place(prev, starts, max(starts, default=now), now)
+        comp, data = self._components.get(c.id), self.data
+        if comp is None or data is None:  # not reached: _record needs data, views come from the config
+            return place(prev, ends, now, now)
+        # The newest state change among the checks that now explain the status; an ended override may too.
+        times = explaining_times(comp, self.matcher.resolve(comp, data), data, c.monitored_status)
+        return place(prev, times + ends if kind == EFFECTIVE else times, data.created, now)
+
+    def _stale_since(self, now: float) -> float:
+        """When the data went stale: created + stale_after for aged data, else now (a vanished file, one stale check)."""
+        created = self.health.data_created
+        return created + self.config.stale_after if self.health.stale and created is not None else now

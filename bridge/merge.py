@@ -18,6 +18,9 @@ class SourceView:
     data: StatusData | None
     health: SourceHealth
     stale_keys: frozenset[CheckKey] = frozenset()
+    # False for sources that cannot know downtimes/acknowledgements (pushed results): merge takes those
+    # from the newest annotated source holding the same check.
+    annotated: bool = True
 
     def is_stale(self, key: CheckKey) -> bool:
         """True when this source's state for key should not be trusted as current."""
@@ -74,9 +77,40 @@ def merge(views: Sequence[SourceView]) -> Merged:
             if old is None or _newer(st, old):
                 services[key] = st
                 origin[key] = v
+    _annotate(hosts, services, origin, with_data)
     stale = frozenset(k for k, v in origin.items() if v.is_stale(k))
     created = max((v.data.created for v in with_data if v.data is not None), default=0.0)
     return Merged(StatusData(created=created, version=None, hosts=hosts, services=services), health, stale)
+
+
+def _annotate(
+    hosts: dict[str, CheckState],
+    services: dict[tuple[str, str], CheckState],
+    origin: dict[CheckKey, SourceView],
+    views: Sequence[SourceView],
+) -> None:
+    """Give winners from unannotated sources the downtime/acknowledgement of the newest annotated state."""
+    annotated = [v.data for v in views if v.annotated and v.data is not None]
+    if not annotated or len(annotated) == len(views):
+        return
+    # Only checks some core has in downtime or acknowledged can need it: usually a handful of 100k.
+    marked: set[CheckKey] = set()
+    for d in annotated:
+        marked.update((h, None) for h, st in d.hosts.items() if st.downtime_depth or st.acknowledged)
+        marked.update(k for k, st in d.services.items() if st.downtime_depth or st.acknowledged)
+    for key in marked:
+        if origin[key].annotated:
+            continue
+        host, service = key
+        found = [d.hosts.get(host) if service is None else d.services.get((host, service)) for d in annotated]
+        best = max((f for f in found if f is not None), key=lambda f: f.last_check)
+        # A pushed OK must not end a maintenance window the core still has scheduled.
+        if service is None:
+            hosts[host] = hosts[host]._replace(downtime_depth=best.downtime_depth, acknowledged=best.acknowledged)
+        else:
+            services[(host, service)] = services[(host, service)]._replace(
+                downtime_depth=best.downtime_depth, acknowledged=best.acknowledged
+            )
 
 
 def _keys(data: StatusData | None) -> list[CheckKey]:

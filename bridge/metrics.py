@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, StateSetMetricFamily
@@ -12,6 +13,9 @@ from prometheus_client.registry import Collector
 
 from bridge.live import Live
 from bridge.model import SourceHealth, Status
+
+if TYPE_CHECKING:
+    from bridge.passive import PassiveStore
 
 # Numeric encoding of Status for alert rules (`status_bridge_component_status == 2` means down).
 STATUS_CODE: dict[Status, int] = {
@@ -87,6 +91,26 @@ class SnapshotCollector(Collector):
         checks.add_metric(["host"], len(data.hosts) if data else 0)
         checks.add_metric(["service"], len(data.services) if data else 0)
         yield checks
+
+
+class PassiveCollector(Collector):
+    """Counters of the passive push endpoints, read from the store at scrape time."""
+
+    def __init__(self, store: PassiveStore) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the passive result counters and the number of checks held."""
+        store = self.store
+        results = CounterMetricFamily(
+            "status_bridge_passive_results",
+            "Pushed check results: accepted (stored), ignored (no component uses the check, or a newer result is held), invalid.",
+            labels=["result"],
+        )
+        for label, value in (("accepted", store.accepted), ("ignored", store.ignored), ("invalid", store.invalid)):
+            results.add_metric([label], value)
+        yield results
+        yield GaugeMetricFamily("status_bridge_passive_checks", "Checks with a pushed result held.", value=len(store))
 
 
 def make_registry(collector: Collector) -> CollectorRegistry:

@@ -19,6 +19,7 @@ class Settings:
     demo_interval: float = 3.0
     db_path: Path | None = None  # SQLite file for notices and overrides; None = in-memory (tests)
     admin_tokens: tuple[str, ...] = ()  # bearer tokens accepted by the admin API
+    push_tokens: tuple[str, ...] = ()  # tokens accepted by the passive endpoints (none = they answer 403)
     recent_days: float = 7.0  # a notice ended within this many days is past_recent
 
 

@@ -1,4 +1,4 @@
-"""SQLite storage (sqlite-utils, WAL): notices, their updates and components, scheduled overrides."""
+"""SQLite storage (sqlite-utils, WAL): notices, their updates and components, scheduled overrides, the history table."""
 
 from __future__ import annotations
 
@@ -62,6 +62,18 @@ def m001_notices(db: Database) -> None:
         pk="id",
         not_null={"component_id", "status", "starts_at", "reason", "created_at"},
     )
+
+
+@migrations()
+def m002_history(db: Database) -> None:
+    """Append-only component status history: one row per change of a monitored or effective status."""
+    db["history"].create(
+        {"id": int, "component_id": str, "kind": str, "status": str, "at": float},
+        pk="id",
+        not_null={"component_id", "kind", "status", "at"},
+    )
+    # Serves both "last row per component before t" and "rows of a component in [a, b)" by index seeks.
+    db["history"].create_index(["component_id", "kind", "at"])
 
 
 def open_db(path: Path | str) -> Database:

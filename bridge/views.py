@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.http import feed_response
 from bridge.keys import HEALTH, LIVE, REGISTRY
+from bridge.views_html import add_html_routes
 
 
 async def services_json(request: web.Request) -> web.Response:
@@ -44,22 +45,9 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
 
 
-async def index(request: web.Request) -> web.Response:
-    """GET /: where the feeds are (the HTML page replaces this later)."""
-    live = request.app[LIVE]
-    snap = live.snapshot
-    body = {
-        "page": {"name": snap.page_name, "url": snap.page_url},
-        "status": snap.banner,
-        "stale": snap.stale,
-        "links": {p: p for p in ("/api/services.json", "/api/announcements.json", "/healthz", "/metrics")},
-    }
-    return web.json_response(body, headers={"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"})
-
-
 def add_routes(app: web.Application) -> None:
     """Register every public route."""
-    app.router.add_get("/", index)
+    add_html_routes(app)  # GET /, /notices/{id}, /widget.js
     app.router.add_get("/api/services.json", services_json)
     app.router.add_get("/api/announcements.json", announcements_json)
     app.router.add_get("/healthz", healthz)

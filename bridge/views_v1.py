@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
 
 from aiohttp import web
 from multidict import MultiMapping
 
+from bridge.history import impact_of
 from bridge.http import ApiError, feed_response
-from bridge.keys import LIVE, SETTINGS
+from bridge.keys import DB, LIVE, SETTINGS
 from bridge.live import Encoded
+from bridge.model import Snapshot
 from bridge.notices import STATES, TIMELINE_STATES
-from bridge.render import sorry
+from bridge.render import sorry, sorry_metrics
+from bridge.uptime import metrics
 
 COMPONENT_FILTERS = ("filter[parent_id_null]", "filter[parent_id_eq]")
-NOTICE_FILTERS = ("filter[type_eq]", "filter[timeline_state_eq]")
+OVERLAPS = "filter[impact_timeframe_overlaps][]"
+NOTICE_FILTERS = ("filter[type_eq]", "filter[timeline_state_eq]", "filter[components_id]", OVERLAPS)
 BOOLEANS = {"true": True, "false": False}
 PAGE = re.compile(r"[1-9][0-9]{0,8}")  # bounded so an absurd page number is a 400, not a huge slice offset
 NOTICE_ID = re.compile(r"[0-9]{1,18}")  # fits SQLite's INTEGER
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+DAY = timedelta(days=1)
+SUMMARY_DAYS = 30  # metrics_summary and the default metrics timeframe: the past 30 days (and today so far)
+SUMMARY_TTL = 60.0  # seconds a metrics_summary is reused while the snapshot stays the same
 
 
 def _one(query: MultiMapping[str], key: str) -> str | None:
@@ -64,13 +74,83 @@ def parse_component_filter(query: MultiMapping[str]) -> sorry.ComponentFilter:
     return sorry.ComponentFilter(None if null is None else BOOLEANS[null], parent)
 
 
+def _instant(value: str, key: str) -> float:
+    """An ISO 8601 timestamp as epoch seconds; without an offset it is UTC."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ApiError(400, f"{key} values must be ISO 8601 timestamps like 2023-03-01T00:00:00", key) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
 def parse_notice_filter(query: MultiMapping[str]) -> sorry.NoticeFilter:
-    """filter[type_eq]=planned|unplanned and filter[timeline_state_eq]=future|present|past_recent|past_distant."""
+    """filter[type_eq], filter[timeline_state_eq], filter[components_id]=ID and two filter[impact_timeframe_overlaps][]."""
     _check_filter_keys(query, NOTICE_FILTERS)
+    overlaps = query.getall(OVERLAPS, [])
+    if overlaps and len(overlaps) != 2:
+        raise ApiError(400, f"{OVERLAPS} must be given twice: the start and the end of the timeframe", OVERLAPS)
+    window = (_instant(overlaps[0], OVERLAPS), _instant(overlaps[1], OVERLAPS)) if overlaps else None
     return sorry.NoticeFilter(
         _choice(query, "filter[type_eq]", tuple(STATES)),
         _choice(query, "filter[timeline_state_eq]", TIMELINE_STATES),
+        _one(query, "filter[components_id]"),
+        window,
     )
+
+
+def _date(query: MultiMapping[str], key: str) -> date | None:
+    """A YYYY-MM-DD parameter, None when absent."""
+    value = _one(query, key)
+    if value is None:
+        return None
+    try:
+        if not DATE.fullmatch(value):
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ApiError(400, f"{key} must be a date like 2023-03-01", key) from None
+
+
+def year_before(day: date) -> date:
+    """The same day twelve months earlier (29 February -> 28 February)."""
+    try:
+        return day.replace(year=day.year - 1)
+    except ValueError:
+        return day.replace(year=day.year - 1, day=28)
+
+
+def parse_timeframe(query: MultiMapping[str], today: date) -> tuple[date, date]:
+    """timeframe_start/timeframe_end (whole UTC days, end inclusive); default the past 30 days up to today."""
+    first, last = _date(query, "timeframe_start"), _date(query, "timeframe_end")
+    if last is None:
+        last = today if first is None or first <= today else first
+    if first is None:
+        first = last - SUMMARY_DAYS * DAY
+    earliest = year_before(today)
+    if first < earliest:
+        raise ApiError(400, f"timeframe_start must be at most 12 months ago (not before {earliest})", "timeframe_start")
+    if first > today:
+        raise ApiError(400, "timeframe_start must not be in the future", "timeframe_start")
+    if first > last:
+        raise ApiError(400, "timeframe_start must not be after timeframe_end", "timeframe_start")
+    return first, last
+
+
+def _midnight(day: date) -> float:
+    """00:00 UTC of day as epoch seconds."""
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()
+
+
+def bounds(first: date, last: date, now: float) -> tuple[float, float, tuple[float, float]]:
+    """(start, end) the metrics cover (the end clipped to now) and the notices filter window [start, 23:59:59]."""
+    stop = _midnight(min(last, _today(now)) + DAY)  # a far-future end is clipped before any date arithmetic overflows
+    start = _midnight(first)
+    return start, max(start, min(stop, now)), (start, stop - 1)
+
+
+def _today(now: float) -> date:
+    """The UTC date at now."""
+    return datetime.fromtimestamp(now, timezone.utc).date()
 
 
 def _respond(request: web.Request, doc: object) -> web.Response:
@@ -83,10 +163,59 @@ async def status(request: web.Request) -> web.Response:
     return _respond(request, sorry.status_doc(request.app[LIVE].snapshot))
 
 
+class SummaryCache:
+    """metrics_summary per component id, valid for one snapshot, day and SUMMARY_TTL bucket."""
+
+    def __init__(self) -> None:
+        self.snap: Snapshot | None = None
+        self.key: tuple[date, int] | None = None
+        self.values: dict[str, dict[str, Any] | None] = {}
+
+    def get(self, request: web.Request, ids: list[str]) -> Mapping[str, dict[str, Any] | None]:
+        """Summaries for ids, computing (two index seeks per component) only those not cached yet."""
+        live = request.app[LIVE]
+        snap, now = live.snapshot, live.clock()
+        last = _today(now)
+        key = (last, int(now // SUMMARY_TTL))
+        if snap is not self.snap or key != self.key:
+            self.snap, self.key, self.values = snap, key, {}
+        first = last - SUMMARY_DAYS * DAY
+        start, end, _window = bounds(first, last, now)
+        for ident in ids:
+            if ident not in self.values:
+                impact = impact_of(request.app[DB], snap, ident, start, end, now)
+                m = metrics(impact, start, end) if impact is not None else None
+                # Nothing known in the whole window (never monitored, no notice): no metrics, as Sorry's null.
+                known = m is not None and (m.unknown_time < m.total_time or m.impact_time > 0)
+                self.values[ident] = sorry_metrics.metrics_summary(snap, ident, first, last, m) if known else None
+        return {i: self.values[i] for i in ids}
+
+
+SUMMARIES = web.AppKey("metrics_summaries", SummaryCache)
+
+
 async def components(request: web.Request) -> web.Response:
     """GET /api/v1/components: groups (top level) and their components, filtered and paginated."""
     flt, page = parse_component_filter(request.query), parse_page(request.query)
-    return _respond(request, sorry.components_doc(request.app[LIVE].snapshot, flt, page))
+    cache = request.app[SUMMARIES]
+    doc = sorry.components_doc(request.app[LIVE].snapshot, flt, page, lambda ids: cache.get(request, ids))
+    return _respond(request, doc)
+
+
+async def component_metrics(request: web.Request) -> web.Response:
+    """GET /api/v1/components/{id}/metrics: percentage uptime, MTTR and MTBF over whole UTC days."""
+    ident = request.match_info["id"]
+    live = request.app[LIVE]
+    snap, now = live.snapshot, live.clock()
+    if sorry_metrics.entry_name(snap, ident) is None:
+        raise ApiError(404, f"no component with id {ident!r}", "id")
+    first, last = parse_timeframe(request.query, _today(now))
+    with_data = _choice(request.query, "include_calculation_data", tuple(BOOLEANS)) == "true"
+    start, end, window = bounds(first, last, now)
+    impact = impact_of(request.app[DB], snap, ident, start, end, now)
+    assert impact is not None  # the id was found above, in the same snapshot
+    doc = sorry_metrics.metrics_doc(snap, ident, first, last, metrics(impact, start, end), window, now, with_data)
+    return _respond(request, doc)
 
 
 async def notices(request: web.Request) -> web.Response:
@@ -112,6 +241,8 @@ async def notice(request: web.Request) -> web.Response:
 def add_v1_routes(app: web.Application) -> None:
     """Register the Sorry-compatible read API."""
     app.router.add_get("/api/v1/status", status)
+    app[SUMMARIES] = SummaryCache()
     app.router.add_get("/api/v1/components", components)
+    app.router.add_get("/api/v1/components/{id}/metrics", component_metrics)
     app.router.add_get("/api/v1/notices", notices)
     app.router.add_get("/api/v1/notices/{id}", notice)

@@ -6,12 +6,14 @@ import json
 import math
 import re
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
 from bridge.app import make_app
 from bridge.config import Component, Config, Group
+from bridge.history import EFFECTIVE, Record, append_records
 from bridge.keys import DB, LIVE, REFRESH
 from bridge.model import ComponentView, GroupView, Snapshot, SourceHealth, Status
 from bridge.notices import TIMELINE_STATES
@@ -311,3 +313,200 @@ async def test_public_headers_etag_and_jsonp(aiohttp_client, tmp_path, path: str
     text = await js.text()
     assert text.startswith("/**/cb.x(") and text.endswith(");")
     assert json.loads(text[len("/**/cb.x("):-2]) == await resp.json()
+
+
+# --- component metrics (seed 003), metrics_summary and impact_time --------------------------------
+
+
+def utc(day: int, hour: int = 0, month: int = 3) -> float:
+    """Epoch seconds of 2023-<month>-<day> <hour>:00 UTC."""
+    return datetime(2023, month, day, hour, tzinfo=timezone.utc).timestamp()
+
+
+NOW = utc(31, 12)  # 2023-03-31 12:00 UTC
+
+
+async def start_at(aiohttp_client: Any, tmp_path: Any, now: float = NOW) -> tuple[Any, Any]:
+    """A real server over a fresh SQLite file with the clock stopped at now."""
+    app = make_app(Settings(web_config(), watch=False, db_path=tmp_path / "db.sqlite"), clock=lambda: now)
+    return await aiohttp_client(app), app
+
+
+def outages(db: Any) -> int:
+    """Website history with two outages in March 2023, and its notices; returns the id of the one that counts.
+
+    Impact by hand: down 10th 00-12h plus the notice 10th 06-14h = [10th 00h, 14h) = 14 h; down 20th 00-06h = 6 h.
+    Together 72,000 s (20 hours) in two episodes.
+    """
+    append_records(db, [Record("website", EFFECTIVE, s, at) for at, s in [
+        (utc(1, 0, 2), "up"), (utc(10), "down"), (utc(10, 12), "up"), (utc(20), "down"), (utc(20, 6), "up")]])
+    counted = create_notice(db, type="unplanned", subject="Errors", state="investigating", content="x",
+                            now=utc(10, 6), began_at=utc(10, 6), components=["website"]).id
+    add_update(db, counted, state="resolved", content="ok", now=utc(10, 14))
+    false_alarm = create_notice(db, type="unplanned", subject="Blip", state="investigating", content="x",
+                                now=utc(15), began_at=utc(15), components=["website"]).id
+    add_update(db, false_alarm, state="false_alarm", content="no", now=utc(15, 5))
+    february = create_notice(db, type="unplanned", subject="Old", state="investigating", content="x",
+                             now=utc(2, 0, 2), began_at=utc(2, 0, 2), components=["website"]).id
+    add_update(db, february, state="resolved", content="ok", now=utc(2, 3, 2))
+    upgrade = create_notice(db, type="planned", subject="Upgrade", state="scheduled", content="x", now=utc(1),
+                            begins_at=utc(25), ends_at=utc(25, 2), components=["website"]).id
+    add_update(db, upgrade, state="underway", content="x", now=utc(25))
+    add_update(db, upgrade, state="complete", content="x", now=utc(25, 2))
+    create_notice(db, type="unplanned", subject="DB", state="investigating", content="x", now=utc(5),
+                  began_at=utc(5), components=["database"])
+    return counted
+
+
+async def test_metrics_exact_shape(aiohttp_client, tmp_path) -> None:
+    client, app = await start_at(aiohttp_client, tmp_path)
+    counted = outages(app[DB])
+    app[REFRESH]()
+    q = "timeframe_start=2023-03-01&timeframe_end=2023-03-30&include_calculation_data=true"
+    body = await get_json(client, f"/api/v1/components/website/metrics?{q}")
+    notices = ("/api/v1/notices?filter[components_id]=website&filter[impact_timeframe_overlaps][]=2023-03-01T00:00:00"
+               "&filter[impact_timeframe_overlaps][]=2023-03-30T23:59:59")
+    assert body == {
+        "component": {"id": "website", "name": "Website"},
+        "timeframe_start": "2023-03-01",
+        "timeframe_end": "2023-03-30",
+        "percentage_uptime": {"percent": 100 - 72000 / 2592000 * 100, "words": "97.22%",
+                              "calculation": "100 - ((total_impact_time / total_time) * 100)"},
+        "mean_time_to_recovery": {"seconds": 36000, "words": "10 Hours",
+                                  "calculation": "total_impact_time / impact_episodes.count"},
+        "mean_time_between_failures": {"seconds": 1260000, "words": "14 Days, 14 Hours",
+                                       "calculation": "(total_time - total_impact_time) / impact_episodes.count"},
+        "url": "https://status.example.org/components/website/metrics"
+               "?past_x_days=custom&timeframe_end=2023-03-30&timeframe_start=2023-03-01",
+        "calculation_data_in_timeframe": {
+            "total_time": {"seconds": 2592000, "words": "30 Days"},
+            "total_impact_time": {"seconds": 72000, "words": "20 Hours"},
+            "notices": {"href": notices, "count": 1},
+            "impact_episodes": {"count": 2},
+            "total_unknown_time": {"seconds": 0, "words": "0 Seconds"},
+        },
+    }
+    listed = await get_json(client, notices)  # the href lists exactly the notices counted
+    assert [n["id"] for n in listed["notices"]] == [counted] and listed["meta"]["total_count"] == 1
+    group = await get_json(client, f"/api/v1/components/web/metrics?{q}")
+    assert group["component"] == {"id": "web", "name": "Web"}
+    assert group["percentage_uptime"] == body["percentage_uptime"]  # its only child
+    data = await get_json(client, "/api/v1/components/data/metrics?timeframe_start=2023-03-01&include_calculation_data=true")
+    assert data["calculation_data_in_timeframe"]["notices"]["count"] == 1  # the database's notice, via the group
+    assert data["mean_time_to_recovery"]["seconds"] == NOW - utc(5)  # still open: impact up to now
+
+
+async def test_metrics_defaults_and_ongoing_outage(aiohttp_client, tmp_path) -> None:
+    client, app = await start_at(aiohttp_client, tmp_path)
+    outages(app[DB])
+    append_records(app[DB], [Record("website", EFFECTIVE, "down", utc(31, 6))])  # down since 06:00, now 12:00
+    app[REFRESH]()
+    body = await get_json(client, "/api/v1/components/website/metrics")
+    assert (body["timeframe_start"], body["timeframe_end"]) == ("2023-03-01", "2023-03-31")
+    assert "calculation_data_in_timeframe" not in body
+    total, impact = 30 * DAY + 12 * 3600, 72000 + 6 * 3600
+    assert body["percentage_uptime"]["percent"] == pytest.approx(100 - impact / total * 100)
+    assert body["mean_time_to_recovery"]["seconds"] == impact / 3
+    off = await get_json(client, "/api/v1/components/website/metrics?include_calculation_data=false")
+    assert off == body
+    future = await get_json(client, "/api/v1/components/website/metrics?timeframe_start=2023-03-31"
+                            "&timeframe_end=2024-12-31&include_calculation_data=true")
+    assert future["calculation_data_in_timeframe"]["total_time"]["seconds"] == 12 * 3600  # clipped to now
+    assert future["timeframe_end"] == "2024-12-31"
+
+
+async def test_metrics_summary_on_components(aiohttp_client, tmp_path) -> None:
+    client, app = await start_at(aiohttp_client, tmp_path)
+    outages(app[DB])
+    app[REFRESH]()
+    comps = {c["id"]: c for c in (await get_json(client, "/api/v1/components"))["components"]}
+    total = 30 * DAY + 12 * 3600
+    assert comps["website"]["metrics_summary"] == {
+        "timeframe_start": "2023-03-01", "timeframe_end": "2023-03-31",
+        "percentage_uptime": {"percent": 100 - 72000 / total * 100, "words": "97.26%"},  # 97.2677: truncated
+        "url": "https://status.example.org/components/website/metrics",
+    }
+    assert comps["web"]["metrics_summary"]["percentage_uptime"]["words"] == "97.26%"
+    # The database was never monitored, but its open notice is impact: known enough to report.
+    assert comps["data"]["metrics_summary"]["percentage_uptime"]["percent"] < 100
+    assert list(comps["website"])[:7] == ["id", "state", "name", "description", "parent_id", "metrics_summary", "links"]
+
+
+async def test_metrics_summary_null_without_any_knowledge(aiohttp_client, tmp_path) -> None:
+    client, _ = await start_at(aiohttp_client, tmp_path)
+    comps = (await get_json(client, "/api/v1/components"))["components"]
+    assert [c["metrics_summary"] for c in comps] == [None] * 4
+
+
+async def test_metrics_follow_the_live_history(aiohttp_client, tmp_path) -> None:
+    client, app = await start_at(aiohttp_client, tmp_path)
+    app[LIVE].update(status_data(check("web-1", "HTTP", 2, last_state_change=int(NOW - 3600)),
+                                 check("db-1", "PostgreSQL", last_state_change=int(utc(1, 0, 2))),
+                                 check("web-1", None, last_state_change=int(utc(1, 0, 2))), created=NOW - 5),
+                     SourceHealth(stale=False, data_created=NOW - 5))
+    body = await get_json(client, "/api/v1/components/website/metrics?timeframe_start=2023-03-31"
+                          "&include_calculation_data=true")
+    data = body["calculation_data_in_timeframe"]
+    assert data["total_impact_time"] == {"seconds": 3600, "words": "1 Hour"}  # down for the last hour, up to now
+    assert data["total_unknown_time"]["seconds"] == 12 * 3600 - 3600  # nothing recorded before the outage
+    db = await get_json(client, "/api/v1/components/database/metrics?timeframe_start=2023-03-31")
+    assert db["percentage_uptime"]["words"] == "100.00%"
+
+
+@pytest.mark.parametrize("query, field", [
+    ("timeframe_start=2022-03-30", "timeframe_start"),  # more than 12 months before 2023-03-31
+    ("timeframe_start=2023-03-10&timeframe_end=2023-03-09", "timeframe_start"),
+    ("timeframe_start=2023-04-01", "timeframe_start"),
+    ("timeframe_start=2023-3-1", "timeframe_start"),
+    ("timeframe_start=2023-02-30", "timeframe_start"),
+    ("timeframe_start=yesterday", "timeframe_start"),
+    ("timeframe_end=2023-13-01", "timeframe_end"),
+    ("timeframe_end=2023-03-01&timeframe_end=2023-03-02", "timeframe_end"),
+    ("include_calculation_data=yes", "include_calculation_data"),
+])
+async def test_metrics_bad_parameters_are_400(aiohttp_client, tmp_path, query: str, field: str) -> None:
+    client, _ = await start_at(aiohttp_client, tmp_path)
+    body = await get_json(client, f"/api/v1/components/website/metrics?{query}", 400)
+    assert body["error"]["status"] == 400 and body["error"]["field"] == field and body["error"]["message"]
+
+
+async def test_metrics_limits_and_unknown_component(aiohttp_client, tmp_path) -> None:
+    client, _ = await start_at(aiohttp_client, tmp_path)
+    ok = await get_json(client, "/api/v1/components/website/metrics?timeframe_start=2022-03-31")  # exactly 12 months
+    assert ok["timeframe_start"] == "2022-03-31"
+    resp = await client.get("/api/v1/components/website/metrics?callback=cb")  # the shared feed path: JSONP, ETag
+    assert resp.headers["Access-Control-Allow-Origin"] == "*" and (await resp.text()).startswith("/**/cb(")
+    again = await client.get("/api/v1/components/website/metrics?callback=cb",
+                             headers={"If-None-Match": resp.headers["ETag"]})
+    assert again.status == 304
+    body = await get_json(client, "/api/v1/components/nosuch/metrics", 404)
+    assert body["error"] == {"status": 404, "message": "no component with id 'nosuch'", "field": "id"}
+
+
+async def test_impact_time_on_notices(aiohttp_client, tmp_path) -> None:
+    client, app = await start_at(aiohttp_client, tmp_path)
+    ongoing = create_notice(app[DB], type="unplanned", subject="Now", state="investigating", content="x",
+                            now=NOW - 120, began_at=NOW - 120).id
+    blip = create_notice(app[DB], type="unplanned", subject="Blip", state="investigating", content="x",
+                         now=NOW - 900, began_at=NOW - 900).id
+    add_update(app[DB], blip, state="false_alarm", content="no", now=NOW - 600)
+    planned = seed(app[DB], "planned-future", NOW)
+    app[REFRESH]()
+    listed = {n["id"]: n for n in (await get_json(client, "/api/v1/notices"))["notices"]}
+    assert listed[ongoing]["impact_time"] == {"seconds": 120, "words": "2 minutes"}  # the seed's example
+    keys = list(listed[ongoing])
+    assert keys[keys.index("updated_at") + 1 : keys.index("updated_at") + 3] == ["impact_time", "links"]  # seed order
+    assert listed[blip]["impact_time"] == {"seconds": 0, "words": "0 seconds"}  # a false alarm had no impact
+    assert "impact_time" not in listed[planned]
+    detail = (await get_json(client, f"/api/v1/notices/{ongoing}"))["notice"]
+    assert detail["impact_time"] == {"seconds": 120, "words": "2 minutes"}
+
+
+@pytest.mark.parametrize("query", [
+    "filter[impact_timeframe_overlaps][]=2023-03-01T00:00:00",
+    "filter[impact_timeframe_overlaps][]=2023-03-01&filter[impact_timeframe_overlaps][]=soon",
+])
+async def test_impact_overlap_filter_needs_two_timestamps(aiohttp_client, tmp_path, query: str) -> None:
+    client, _ = await start_at(aiohttp_client, tmp_path)
+    body = await get_json(client, f"/api/v1/notices?{query}", 400)
+    assert body["error"]["field"] == "filter[impact_timeframe_overlaps][]"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -224,7 +223,10 @@ async def test_two_apps_have_private_registries(aiohttp_client):
     assert (await b.get("/metrics")).status == 200
 
 
-async def test_index_lists_feeds(client):
-    body = await (await client.get("/")).json()
-    assert "/api/services.json" in body["links"]
-    assert json.dumps(body)
+async def test_index_is_the_html_page_linking_the_feeds(client):
+    resp = await client.get("/")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/html")
+    text = await resp.text()
+    assert 'href="/api/services.json"' in text
+    assert "Systems running smoothly" in text

@@ -61,7 +61,7 @@ def test_migrations_are_idempotent(tmp_path: Path) -> None:
     again = open_db(path)
     try:
         assert {"notices", "notice_updates", "notice_components", "overrides"} <= set(again.table_names())
-        assert again.execute("select count(*) from _sqlite_migrations").fetchone()[0] == 1
+        assert again.execute("select count(*) from _sqlite_migrations").fetchone()[0] == 2  # m001, m002
         assert len(list_notices(again)) == 1  # data kept, nothing recreated
     finally:
         again.close()

@@ -1,9 +1,9 @@
-"""The Sorry(TM) status API v1 documents (seeds 001/004): pure functions of a Snapshot and `now`."""
+"""The Sorry(TM) status API v1 documents (seeds 001/003/004): pure functions of a Snapshot and `now`."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -12,6 +12,7 @@ from urllib.parse import quote
 from bridge.aggregate import group_status
 from bridge.model import ComponentView, GroupView, Snapshot, Status
 from bridge.notices import Notice, NoticeUpdate, timeline_state
+from bridge.uptime import duration_words, impact_overlaps, notice_impact
 
 PER_PAGE = 25
 API = "/api/v1"
@@ -51,10 +52,12 @@ class ComponentFilter:
 
 @dataclass(frozen=True)
 class NoticeFilter:
-    """Parsed filter[type_eq] / filter[timeline_state_eq]; None means not given."""
+    """Parsed notice filters; None means not given. impact_overlaps is an epoch pair [from, to], both inclusive."""
 
     type_eq: str | None = None
     timeline_state_eq: str | None = None
+    components_id: str | None = None
+    impact_overlaps: tuple[float, float] | None = None
 
     def pairs(self) -> list[tuple[str, str]]:
         """The query pairs that reproduce this filter, in a stable order."""
@@ -63,6 +66,10 @@ class NoticeFilter:
             out.append(("filter[type_eq]", self.type_eq))
         if self.timeline_state_eq is not None:
             out.append(("filter[timeline_state_eq]", self.timeline_state_eq))
+        if self.components_id is not None:
+            out.append(("filter[components_id]", self.components_id))
+        if self.impact_overlaps is not None:
+            out += [("filter[impact_timeframe_overlaps][]", iso_s(t)) for t in self.impact_overlaps]
         return out
 
 
@@ -79,11 +86,16 @@ def iso_ms(epoch: float | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis % 1000:03d}Z"
 
 
+def iso_s(epoch: float) -> str:
+    """Epoch seconds as "2023-03-01T00:00:00" (UTC, whole seconds), the Sorry filter's timestamp form."""
+    return datetime.fromtimestamp(math.floor(epoch), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def href(path: str, pairs: Sequence[tuple[str, str]]) -> str:
-    """path?k=v&... with brackets left readable, as in the Sorry examples."""
+    """path?k=v&... with brackets and colons left readable, as in the Sorry examples."""
     if not pairs:
         return path
-    return path + "?" + "&".join(f"{quote(k, safe='[]')}={quote(v, safe='')}" for k, v in pairs)
+    return path + "?" + "&".join(f"{quote(k, safe='[]')}={quote(v, safe=':')}" for k, v in pairs)
 
 
 @dataclass(frozen=True)
@@ -129,7 +141,10 @@ def _parent(e: Entry) -> str | None:
     return None if e[1] is None else e[0].id
 
 
-def _render(e: Entry, times: _Times, links: bool) -> dict[str, Any]:
+_NO_SUMMARY: Any = object()  # the key is left out (notice detail), unlike None which renders null
+
+
+def _render(e: Entry, times: _Times, links: bool, summary: Any = _NO_SUMMARY) -> dict[str, Any]:
     """One Sorry component: the seed's keys in its order, then our extras."""
     g, c = e
     if c is None:
@@ -146,6 +161,8 @@ def _render(e: Entry, times: _Times, links: bool) -> dict[str, Any]:
         "description": desc,
         "parent_id": _parent(e),
     }
+    if summary is not _NO_SUMMARY:
+        obj["metrics_summary"] = summary
     if links:
         link = href(f"{API}/components", [("filter[parent_id_eq]", ident)])
         obj["links"] = {"children": {"href": link, "count": children}}
@@ -206,8 +223,11 @@ def status_doc(snap: Snapshot) -> dict[str, Any]:
     }
 
 
-def components_doc(snap: Snapshot, flt: ComponentFilter, page: int) -> dict[str, Any]:
-    """GET /api/v1/components: filtered, paginated components."""
+Summaries = Callable[[list[str]], Mapping[str, Any]]  # ids on the page -> metrics_summary (None renders null)
+
+
+def components_doc(snap: Snapshot, flt: ComponentFilter, page: int, summaries: Summaries | None = None) -> dict[str, Any]:
+    """GET /api/v1/components: filtered, paginated components, with a metrics_summary each when summaries is given."""
     picked = [
         e
         for e in _entries(snap)
@@ -217,7 +237,10 @@ def components_doc(snap: Snapshot, flt: ComponentFilter, page: int) -> dict[str,
     doc = _paged("components", picked, page, f"{API}/components", flt.pairs())
     # Render only the page being served: big sites have thousands of components.
     times = _Times.of(snap)
-    doc["components"] = [_render(e, times, True) for e in doc["components"]]
+    found = summaries([_id(e) for e in doc["components"]]) if summaries is not None else None
+    doc["components"] = [
+        _render(e, times, True, _NO_SUMMARY if found is None else found.get(_id(e))) for e in doc["components"]
+    ]
     return doc
 
 
@@ -231,7 +254,16 @@ def _update_object(u: NoticeUpdate) -> dict[str, Any]:
     }
 
 
-def notice_object(snap: Snapshot, n: Notice, timeline: str) -> dict[str, Any]:
+def impact_time(n: Notice, now: float) -> dict[str, Any] | None:
+    """An unplanned notice's impact {seconds, words} (lower case, as the seed's notices); None for planned ones."""
+    if n.type != "unplanned":
+        return None
+    span = notice_impact(n, now)  # None for a false alarm: it had no impact
+    seconds = 0 if span is None else round(span[1] - span[0])
+    return {"seconds": seconds, "words": duration_words(seconds, title=False)}
+
+
+def notice_object(snap: Snapshot, n: Notice, timeline: str, now: float) -> dict[str, Any]:
     """A notice as listed (no components, latest update only); timeline is its timeline_state now."""
     obj: dict[str, Any] = {
         "id": n.id,
@@ -248,6 +280,8 @@ def notice_object(snap: Snapshot, n: Notice, timeline: str) -> dict[str, Any]:
     obj["ended_at"] = iso_ms(n.ended_at)
     obj["created_at"] = iso_ms(n.created_at)
     obj["updated_at"] = iso_ms(n.updated_at)
+    if (impact := impact_time(n, now)) is not None:
+        obj["impact_time"] = impact
     obj["links"] = {"self": f"{API}/notices/{n.id}"}
     latest = n.latest_update
     obj["latest_update"] = _update_object(latest) if latest is not None else None
@@ -257,15 +291,20 @@ def notice_object(snap: Snapshot, n: Notice, timeline: str) -> dict[str, Any]:
 def notices_doc(snap: Snapshot, flt: NoticeFilter, page: int, now: float, recent_days: float) -> dict[str, Any]:
     """GET /api/v1/notices: filtered, paginated notices, newest first (the snapshot's order)."""
     picked: list[tuple[Notice, str]] = []
+    linked = linked_ids(snap, flt.components_id) if flt.components_id is not None else None
     for n in snap.notices:
         if flt.type_eq is not None and n.type != flt.type_eq:
+            continue
+        if linked is not None and linked.isdisjoint(n.components):
+            continue
+        if flt.impact_overlaps is not None and not impact_overlaps(n, *flt.impact_overlaps, now):
             continue
         tl = timeline_state(n, now, recent_days)
         if flt.timeline_state_eq is None or tl == flt.timeline_state_eq:
             picked.append((n, tl))
     doc = _paged("notices", picked, page, f"{API}/notices", flt.pairs())
     # Render only the page being served, not every match.
-    doc["notices"] = [notice_object(snap, n, tl) for n, tl in doc["notices"]]
+    doc["notices"] = [notice_object(snap, n, tl, now) for n, tl in doc["notices"]]
     return doc
 
 
@@ -276,10 +315,21 @@ def find_notice(snap: Snapshot, notice_id: int) -> Notice | None:
 
 def notice_doc(snap: Snapshot, n: Notice, now: float, recent_days: float) -> dict[str, Any]:
     """GET /api/v1/notices/{id}: the notice with its components (page order) and every update, oldest first."""
-    obj = notice_object(snap, n, timeline_state(n, now, recent_days))
+    obj = notice_object(snap, n, timeline_state(n, now, recent_days), now)
     linked = set(n.components)
     # A link to a component since removed from the config is dropped rather than invented.
     times = _Times.of(snap)
     obj["components"] = [_render(e, times, False) for e in _entries(snap) if _id(e) in linked]
     obj["updates"] = [_update_object(u) for u in n.updates]
     return {"notice": obj}
+
+
+# --- notice filters shared with the component metrics ----------------------------------------------
+
+
+def linked_ids(snap: Snapshot, ident: str) -> set[str]:
+    """The id plus, for a group, its components: a group's notices include those of its children."""
+    for g in snap.groups:
+        if g.id == ident:
+            return {ident, *(c.id for c in g.components)}
+    return {ident}

@@ -1,0 +1,61 @@
+"""Shared token checks: constant-time comparison, bearer-header auth and token files (admin and push APIs)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from bridge.http import error_response
+from bridge.keys import SETTINGS
+
+log = logging.getLogger("bridge.auth")
+
+
+def token_ok(given: str, tokens: Sequence[str]) -> bool:
+    """True when given equals one of tokens; compares against every token so timing reveals nothing."""
+    ok = False
+    raw = given.encode()
+    for token in tokens:
+        ok |= hmac.compare_digest(token.encode(), raw)
+    return ok
+
+
+def bearer_error(request: web.Request, tokens: Sequence[str], api: str, label: str) -> web.Response | None:
+    """None when the request carries one of tokens as a bearer token, else the 401/403 response (label: log/realm)."""
+    if not tokens:
+        # Never open by default: an API without configured tokens is off, not public.
+        return error_response(403, f"{api} disabled: no tokens configured")
+    scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+    given = given.strip()
+    if scheme.lower() != "bearer" or not given:
+        resp = error_response(401, "missing or malformed Authorization header: expected 'Bearer TOKEN'", "Authorization")
+        resp.headers["WWW-Authenticate"] = f'Bearer realm="status-bridge {label}"'
+        return resp
+    if not token_ok(given, tokens):
+        # The token itself is never logged: a near-miss is usually a real secret with a typo.
+        log.warning("%s: rejected token from %s for %s %s", label, request.remote, request.method, request.path)
+        return error_response(403, "invalid token", "Authorization")
+    return None
+
+
+def admin_auth_error(request: web.Request) -> web.Response | None:
+    """The admin API's bearer check against Settings.admin_tokens."""
+    return bearer_error(request, request.app[SETTINGS].admin_tokens, "admin API", "admin")
+
+
+def read_token_file(path: Path) -> tuple[tuple[str, ...], bool]:
+    """(tokens, too_open) from a file of one token per line with # comments; raises OSError/UnicodeDecodeError."""
+    text = Path(path).read_text(encoding="utf-8")
+    too_open = bool(Path(path).stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO))
+    tokens = tuple(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+    return tokens, too_open
+
+
+def env_tokens(value: str) -> tuple[str, ...]:
+    """Tokens from an environment variable's comma- or space-separated value."""
+    return tuple(t for t in value.replace(",", " ").split() if t)

@@ -1,0 +1,123 @@
+"""The HTML status page (`/`), notice pages (`/notices/{id}[-slug]`) and the embeddable `/widget.js`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from bridge.http import error_response
+from bridge.keys import DB, LIVE
+from bridge.live import Encoded, Published
+from bridge.render import html
+from bridge.render.bars import history_bars
+from bridge.render.sorry import find_notice
+from bridge.views_page import doc_response, raw
+
+NOTICE_REF = re.compile(r"([0-9]{1,18})(?:-[^/]*)?")  # the id fits SQLite's INTEGER; the slug is decoration
+WIDGET_MAX_AGE = 3600  # a fixed URL embedded elsewhere: revalidated hourly through its ETag
+RERENDER_SECONDS = 60  # relative times and today's bar move with the clock even while the snapshot does not
+WIDGET = raw(resources.files("bridge").joinpath("static/widget.js").read_bytes())
+
+
+@dataclass
+class HtmlCache:
+    """Rendered pages of one published generation and clock bucket: the page is hot during an outage."""
+
+    published: Published | None = None
+    bucket: int = -1
+    docs: dict[str, Encoded] = field(default_factory=dict)
+
+    def get(self, published: Published, now: float, key: str) -> Encoded | None:
+        """The cached document, dropping everything when the generation or the bucket changed."""
+        bucket = int(now // RERENDER_SECONDS)
+        if published is not self.published or bucket != self.bucket:
+            self.published, self.bucket, self.docs = published, bucket, {}
+        return self.docs.get(key)
+
+    def put(self, key: str, doc: Encoded) -> Encoded:
+        """Remember a document for the current generation and bucket."""
+        self.docs[key] = doc
+        return doc
+
+
+HTML_CACHE = web.AppKey("html_cache", HtmlCache)
+
+
+def _env(request: web.Request) -> jinja2.Environment:
+    """The app's Jinja2 environment."""
+    return aiohttp_jinja2.get_env(request.app)
+
+
+def _respond(request: web.Request, doc: Encoded) -> web.Response:
+    """An HTML document with the public GET headers and the page's CSP."""
+    extra = {"Content-Security-Policy": html.CSP, "Referrer-Policy": "no-referrer"}
+    return doc_response(request, doc, html.CONTENT_TYPE, request.app[LIVE].config.cache_seconds, extra)
+
+
+async def page(request: web.Request) -> web.Response:
+    """GET /: the status page, rendered once per snapshot generation (and per minute) and served as bytes."""
+    live = request.app[LIVE]
+    published, now = live.published, live.clock()
+    cache = request.app[HTML_CACHE]
+    doc = cache.get(published, now, "/")
+    if doc is None:
+        snap, db = published.snapshot, request.app[DB]
+        body = html.render_page(_env(request), snap, now, lambda cid: history_bars(db, snap, cid, now))
+        doc = cache.put("/", raw(body))
+    return _respond(request, doc)
+
+
+def wants_json(request: web.Request) -> bool:
+    """True when the client asked for JSON rather than HTML (API clients get the JSON error shape)."""
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+async def notice_page(request: web.Request) -> web.Response:
+    """GET /notices/{id} or /notices/{id}-{slug}: one notice with its update timeline."""
+    ref = request.match_info["ref"]
+    live = request.app[LIVE]
+    published, now = live.published, live.clock()
+    m = NOTICE_REF.fullmatch(ref)
+    found = find_notice(published.snapshot, int(m.group(1))) if m else None
+    if found is None:
+        if wants_json(request):
+            return error_response(404, f"no notice {ref!r}", "id")
+        body = html.render_not_found(_env(request), published.snapshot, now, "notice with this address")
+        return web.Response(status=404, body=body, content_type=html.CONTENT_TYPE, charset="utf-8",
+                            headers={"Cache-Control": "no-store", "Content-Security-Policy": html.CSP})
+    cache = request.app[HTML_CACHE]
+    # Keyed by id only: unknown ids never reach the cache, so it stays bounded by the stored notices.
+    key = f"notice:{found.id}"
+    doc = cache.get(published, now, key)
+    if doc is None:
+        doc = cache.put(key, raw(html.render_notice(_env(request), published.snapshot, found, now)))
+    return _respond(request, doc)
+
+
+async def widget_js(request: web.Request) -> web.Response:
+    """GET /widget.js: the dependency-free embeddable widget."""
+    return doc_response(request, WIDGET, "application/javascript", WIDGET_MAX_AGE)
+
+
+def add_html_routes(app: web.Application) -> None:
+    """Set up Jinja2 (autoescape on) and register the HTML page, notice pages and widget."""
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.PackageLoader("bridge", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        default_helpers=False,
+    )
+    html.configure(env)
+    app[HTML_CACHE] = HtmlCache()
+    app.router.add_get("/", page)
+    app.router.add_get("/notices/{ref}", notice_page)
+    app.router.add_get("/widget.js", widget_js)
