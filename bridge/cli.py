@@ -7,7 +7,6 @@ import asyncio
 import atexit
 import dataclasses
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -18,8 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bridge import __version__
-from bridge.auth import env_tokens, read_token_file
-from bridge.cli_admin import add_admin_commands, load_admin_tokens
+from bridge.cli_admin import add_admin_commands, load_admin_tokens, load_tokens
 from bridge.config import Config, ConfigError, load_config, parse_config
 from bridge.settings import Settings, default_db_path
 
@@ -67,23 +65,18 @@ def _serve(settings: Settings, listen: tuple[str, int] | None) -> int:
 
     host, port = listen or (settings.config.listen_host, settings.config.listen_port)
     log.info("serving on http://%s:%d/", host if ":" not in host else f"[{host}]", port)
-    web.run_app(make_app(settings), host=host, port=port, print=None, access_log=None)
+    try:
+        web.run_app(make_app(settings), host=host, port=port, print=None, access_log=None)
+    except ConfigError as e:
+        # Raised at start-up by a source (e.g. an unreadable [icinga] password_file): a message, not a traceback.
+        print(f"status-bridge: invalid configuration:\n{e}", file=sys.stderr)
+        return 2
     return 0
 
 
 def load_push_tokens(path: Path | None, config: Config) -> tuple[str, ...]:
     """Push tokens from --push-token-file, else [passive] tokens_file, else $STATUS_BRIDGE_PUSH_TOKENS."""
-    path = path or config.passive_tokens_file
-    if path is None:
-        return env_tokens(os.environ.get(PUSH_TOKENS_ENV, ""))
-    try:
-        tokens, too_open = read_token_file(path)
-    except (OSError, UnicodeDecodeError) as e:
-        print(f"status-bridge: cannot read push token file {path}: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    if too_open:
-        print(f"warning: {path} is readable by group/others; chmod 600 it", file=sys.stderr)
-    return tokens
+    return load_tokens(path or config.passive_tokens_file, PUSH_TOKENS_ENV, "push")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sqlite3
-import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ from bridge.admin_input import (
     parse_override,
     parse_update,
 )
+from bridge.auth import env_tokens, read_token_file
 from bridge.config import ConfigError, load_config
 from bridge.notices import Notice, Override, timeline_state
 from bridge.settings import default_db_path
@@ -56,19 +56,23 @@ class CliError(Exception):
         self.code = code
 
 
+def load_tokens(path: Path | None, env_var: str, what: str) -> tuple[str, ...]:
+    """Tokens from a file (one per line, # comments), else from $env_var; exit 2 when the file is unreadable."""
+    if path is None:
+        return env_tokens(os.environ.get(env_var, ""))
+    try:
+        tokens, too_open = read_token_file(path)
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"status-bridge: cannot read {what} token file {path}: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if too_open:
+        print(f"warning: {path} is readable by group/others; chmod 600 it", file=sys.stderr)
+    return tokens
+
+
 def load_admin_tokens(path: Path | None) -> tuple[str, ...]:
     """Admin tokens from a file (one per line, # comments) or else $STATUS_BRIDGE_ADMIN_TOKENS (comma/space separated)."""
-    if path is None:
-        return tuple(t for t in os.environ.get(TOKENS_ENV, "").replace(",", " ").split() if t)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-        mode = Path(path).stat().st_mode
-    except (OSError, UnicodeDecodeError) as e:
-        print(f"status-bridge: cannot read --admin-token-file {path}: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        print(f"warning: {path} is readable by group/others; chmod 600 it", file=sys.stderr)
-    return tuple(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+    return load_tokens(path, TOKENS_ENV, "admin")
 
 
 def _db(args: argparse.Namespace, must_exist: bool) -> Database:

@@ -209,3 +209,16 @@ def test_demo_serves_changing_data(tmp_path):
     finally:
         err = stop(proc)
     assert proc.returncode in (0, -15), err
+
+
+def test_run_startup_config_error_is_a_message(tmp_path):
+    cfg = tmp_path / "ic.toml"
+    cfg.write_text(f'[icinga]\nurl = "https://localhost:5665"\nuser = "x"\npassword_file = "{tmp_path}/missing"\n'
+                   f'[http]\nlisten = "127.0.0.1:{free_port()}"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "bridge", "run", "--config", str(cfg), "--db", str(tmp_path / "db")],
+        capture_output=True, text=True, timeout=30, cwd=REPO,
+    )
+    assert proc.returncode == 2
+    assert "icinga.password_file" in proc.stderr
+    assert "Traceback" not in proc.stderr
