@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench check-config clean
+.PHONY: run test soak bench check-config clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
@@ -23,6 +23,11 @@ run: $(STAMP)
 test: $(STAMP)
 	@$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest ran no tests" >&2; exit 1; fi; exit $$rc
+
+# Longer bounded reliability runs (1,000 connections, repeated kill -9); a later -m overrides addopts' "not soak".
+soak: $(STAMP)
+	@$(BIN)/python -m pytest -q -p no:cacheprovider -m soak $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "make soak: pytest ran no tests" >&2; exit 1; fi; exit $$rc
 
 bench: $(STAMP)
 	$(BIN)/python bench/parse_statusdat.py ../shared/corpus/status-1k.dat.gz

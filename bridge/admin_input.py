@@ -19,8 +19,9 @@ REASON_MAX = 1_000
 TIME_TEXT_MAX = 64
 EPOCH_MAX = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last instant datetime can show
 NUMERIC = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
-# Control characters other than tab/newline/CR would corrupt the page or the feeds.
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Control characters other than tab/newline/CR would corrupt the page or the feeds; a lone surrogate
+# (JSON allows "\ud800") cannot be encoded as UTF-8, so SQLite and every feed would fail on it.
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 DEFAULT_STATE = {"unplanned": "investigating", "planned": "scheduled"}
 DEFAULT_CONTENT = {

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from itertools import islice
+from operator import itemgetter
 from typing import NamedTuple
 
 from bridge.config import DEFAULT_STATES, Component, Config
-from bridge.matching import Matcher
+from bridge.matching import Matcher, Memo
 from bridge.model import (
     CheckState,
     ComponentView,
@@ -91,9 +94,25 @@ def _check(check: CheckState, host: CheckState | None, r: _Rules) -> Status:
     return effect if effect is not None else _own(check, r, r.service)
 
 
+# id(component) -> (component, its rules): history asks check_status once per matched check.
+_RULES_CACHE: dict[int, tuple[Component, _Rules]] = {}
+
+
+def _cached_rules(component: Component) -> _Rules:
+    """_rules(component), remembered per component object (the entry keeps it alive, so its id stays its own)."""
+    hit = _RULES_CACHE.get(id(component))
+    if hit is not None and hit[0] is component:
+        return hit[1]
+    if len(_RULES_CACHE) >= 1024:  # config reloads make new components: forget the old ones
+        _RULES_CACHE.clear()
+    r = _rules(component)
+    _RULES_CACHE[id(component)] = (component, r)
+    return r
+
+
 def check_status(check: CheckState, host: CheckState | None, component: Component) -> Status:
     """The Status one host or service check contributes to component (host: the service's host)."""
-    return _check(check, host, _rules(component))
+    return _check(check, host, _cached_rules(component))
 
 
 # Count slots for the hot loop: list indexing is cheaper than a dict keyed by Status.
@@ -157,11 +176,68 @@ def page_status(groups: Sequence[Status]) -> tuple[Status, str]:
     return PARTIAL, BANNER_PARTIAL
 
 
-def _component_status(
-    component: Component, data: StatusData, services: list[CheckState], matcher: Matcher
-) -> tuple[Status, int]:
-    """(monitored status, matched checks) of one component; services is list(data.services.values())."""
-    plan = matcher.plan(component, data)
+# What a service's own status depends on, as one hashable key:
+# (downtime_depth, has_been_checked, state_type, current_state, last_hard_state).
+_STATUS_FIELDS = itemgetter(7, 5, 3, 2, 4)
+_CHUNK = 8192  # services per C-level step: ~1 ms of GIL each, so a worker thread never stalls the loop
+Key = tuple[int, bool, int, int, int]
+
+
+class _Table:
+    """Per StatusData: every service's status key as a small int code, and the hosts that may impose a status."""
+
+    __slots__ = ("codes", "keys", "imposing")
+
+    def __init__(self, data: StatusData) -> None:
+        codes: list[int] = []
+        index: dict[Key, int] = {}
+        values = iter(data.services.values())
+        while chunk := list(map(_STATUS_FIELDS, islice(values, _CHUNK))):
+            for key in dict.fromkeys(chunk):  # a few dozen distinct keys in a whole file
+                index.setdefault(key, len(index))
+            codes.extend(map(index.__getitem__, chunk))
+        self.codes = codes
+        self.keys: list[Key] = list(index)  # code -> key
+        # Hosts in downtime or in a problem state: the only ones whose services may be overruled.
+        self.imposing = frozenset(
+            name for name, h in data.hosts.items()
+            if h.downtime_depth > 0 or (h.has_been_checked and (h.current_state in (1, 2) or h.last_hard_state in (1, 2)))
+        )
+
+
+def _table(memo: Memo, data: StatusData) -> _Table:
+    """The data's table, built once per StatusData object."""
+    table = memo.values.get(_Table)
+    if table is None:
+        table = memo.values[_Table] = _Table(data)
+    return table
+
+
+def _key_slot(key: Key, r: _Rules, slot: Mapping[Status, int]) -> int:
+    """The count slot of one service status key under rules r (no host influence)."""
+    downtime_depth, checked, state_type, current, last_hard = key
+    if downtime_depth > 0:
+        return slot[r.downtime]
+    if not checked:
+        return slot[r.pending]
+    state = current if r.soft or state_type == _HARD else last_hard
+    status = r.service.get(state)
+    return _NODATA_SLOT if status is None else slot[status]
+
+
+def _rules_key(component: Component) -> tuple:
+    """What a component's counts depend on besides its patterns (the rule is applied to the counts later)."""
+    return component.checks, tuple(component.states.items()), component.soft_states
+
+
+def component_counts(component: Component, data: StatusData, matcher: Matcher) -> tuple[tuple[int, ...], int]:
+    """(check counts by _SLOTS, matched checks) of one component, computed once per StatusData object."""
+    memo = matcher.memo(data)
+    cache_key = _rules_key(component)
+    hit = memo.values.get(cache_key)
+    if hit is not None:
+        return hit
+    plan = memo.names.plan(component.checks, data)
     r = _rules(component)
     hosts, slot = data.hosts, _SLOT
     counts = [0] * len(_SLOTS)
@@ -169,25 +245,39 @@ def _component_status(
         check = hosts.get(h)
         if check is not None:
             counts[slot[_check(check, None, r)]] += 1
-    downtime, pending, soft = slot[r.downtime], slot[r.pending], r.soft
-    table = {state: slot[status] for state, status in r.service.items()}
-    at = services.__getitem__
-    for h, positions in plan.services_by_host:
-        effect = _host_effect(hosts.get(h), r)
-        forced = None if effect is None else slot[effect]
-        # Inlined _check/_own: this loop runs once per matched service (100k on big sites).
-        for check in map(at, positions):
-            if check.downtime_depth > 0:
-                counts[downtime] += 1
-            elif forced is not None:
-                counts[forced] += 1
-            elif not check.has_been_checked:
-                counts[pending] += 1
-            else:
-                hard = soft or check.state_type == _HARD
-                state = check.current_state if hard else check.last_hard_state
-                counts[table.get(state, _NODATA_SLOT)] += 1
-    return _combine_counts(counts, component.rule, component.quorum), len(plan.keys)
+    if plan.positions:
+        table = _table(memo, data)
+        at = table.codes.__getitem__
+        tally = Counter(map(at, plan.positions))  # at C speed: one dict update per matched service
+        # Services whose host imposes a status (downtime, host down), by that status's slot.
+        imposed: dict[int, list[int]] = {}
+        for h in table.imposing.intersection(plan.by_host):
+            effect = _host_effect(hosts.get(h), r)
+            if effect is not None:
+                imposed.setdefault(slot[effect], []).extend(plan.by_host[h])
+        downtime = slot[r.downtime]
+        for forced_slot, positions in imposed.items():
+            forced = Counter(map(at, positions))
+            tally.subtract(forced)
+            for code, n in forced.items():  # a service in its own downtime stays in maintenance
+                counts[downtime if table.keys[code][0] > 0 else forced_slot] += n
+        for code, n in tally.items():
+            if n:
+                counts[_key_slot(table.keys[code], r, slot)] += n
+    result = memo.values[cache_key] = (tuple(counts), len(plan.keys))
+    return result
+
+
+def _component_status(component: Component, data: StatusData, matcher: Matcher) -> tuple[Status, int]:
+    """(monitored status, matched checks) of one component."""
+    counts, matched = component_counts(component, data, matcher)
+    return _combine_counts(counts, component.rule, component.quorum), matched
+
+
+def prepare(data: StatusData, config: Config, matcher: Matcher) -> None:
+    """Do the heavy part of aggregate(data, ...) ahead, e.g. in a worker thread: resolve and count every component."""
+    for comp in config.components():
+        component_counts(comp, data, matcher)
 
 
 def aggregate(
@@ -202,14 +292,12 @@ def aggregate(
     # Pass a long-lived Matcher: a fresh one re-resolves every glob on every call.
     matcher = matcher if matcher is not None else Matcher()
     overrides = overrides or {}
-    # Built per call, not cached: positions in a Plan index the current iteration order.
-    services = list(data.services.values()) if data is not None else []
     group_views: list[GroupView] = []
     for group in config.groups:
         views: list[ComponentView] = []
         for comp in group.components:
             monitored, matched = (
-                _component_status(comp, data, services, matcher) if data is not None else (NODATA, 0)
+                _component_status(comp, data, matcher) if data is not None else (NODATA, 0)
             )
             views.append(
                 ComponentView(

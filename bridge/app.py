@@ -11,11 +11,21 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from bridge.admin import add_admin_routes
+from bridge.config import Network
 from bridge.history import HistoryRecorder
-from bridge.http import error_middleware
+from bridge.http import (
+    INFLIGHT,
+    LISTENERS,
+    InFlight,
+    Listeners,
+    error_middleware,
+    listener_middleware,
+)
 from bridge.keys import DB, HEALTH, LIVE, REFRESH, REGISTRY, SETTINGS
-from bridge.live import Live
+from bridge.logs import StateLoggingLive
 from bridge.metrics import SnapshotCollector, make_registry
+from bridge.ratelimit import LimiterCollector, RateLimiter, ratelimit_middleware
+from bridge.reload import SOURCES, Sources, sources_ctx
 from bridge.schedule import SCHEDULER, Scheduler, scheduler_ctx
 from bridge.settings import Settings
 from bridge.storage import list_notices, list_overrides, open_db
@@ -26,17 +36,30 @@ from bridge.views_v1 import add_v1_routes
 
 log = logging.getLogger("bridge.app")
 
-FIRST_LOAD_TIMEOUT = 30.0  # a 100k-service status.dat parses in about a second; never hang start-up
-
 
 def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.Application:
     """Build the aiohttp application; background sources start in cleanup_ctx; clock is injectable for tests."""
-    app = web.Application(middlewares=[error_middleware])
-    live = Live(settings.config, clock)
+    live = StateLoggingLive(settings.config, clock)  # logs each component state change
+    config = settings.config
+    limiter = RateLimiter(config.rate_limit, config.burst)
+    listeners = Listeners()  # the daemon fills in the admin socket when [http] admin_listen is set
+
+    def limits() -> tuple[float, int, tuple[Network, ...]]:
+        """Read per request from the live config, so a reload changes the limits at once."""
+        return live.config.rate_limit, live.config.burst, live.config.trusted_proxies
+
+    limit = ratelimit_middleware(limiter, limits, listeners.on_admin)
+    inflight = InFlight()  # a graceful stop waits for the requests it counts
+    app = web.Application(middlewares=[inflight.middleware, error_middleware, listener_middleware, limit])
+    app[INFLIGHT] = inflight
     app[SETTINGS] = settings
     app[LIVE] = live
-    app[HEALTH] = lambda now: live.health
+    app[LISTENERS] = listeners
+    sources = Sources(live, settings.watch)
+    app[SOURCES] = sources  # the status.dat tailer and Icinga, retargeted by a reload
+    app[HEALTH] = sources.health
     app[REGISTRY] = make_registry(SnapshotCollector(live, lambda now: app[HEALTH](now)))
+    app[REGISTRY].register(LimiterCollector(limiter))
     db = open_db(settings.db_path or ":memory:")
     app[DB] = db
     # Every change of a component's status is appended to the history (read back for uptime metrics).
@@ -57,10 +80,8 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     app.cleanup_ctx.append(scheduler_ctx)
     if settings.demo_dir is not None:
         app.cleanup_ctx.append(_demo_ctx)
-    if settings.watch and settings.config.statusdat_path is not None:
-        app.cleanup_ctx.append(_statusdat_ctx)
-    if settings.watch and settings.config.icinga_url:
-        app.cleanup_ctx.append(_icinga_ctx)
+    # Tailer and Icinga; a bad [icinga] section (unreadable password file) fails start-up with a ConfigError.
+    app.cleanup_ctx.append(sources_ctx)
     return app
 
 
@@ -84,50 +105,6 @@ async def _demo_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.sleep(0.02)
     yield
     await _cancel(task)
-
-
-async def _statusdat_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Tail status.dat: publish every good snapshot and every health change (incl. going stale by age)."""
-    from bridge.tail import StatusDatTailer
-
-    settings, live = app[SETTINGS], app[LIVE]
-    assert settings.config.statusdat_path is not None
-    first = asyncio.Event()
-
-    def on_change() -> None:
-        live.update(tailer.current, tailer.health(live.clock()))
-        first.set()
-
-    tailer = StatusDatTailer(settings.config.statusdat_path, settings.config.stale_after, on_change)
-    app[HEALTH] = tailer.health
-    run = asyncio.create_task(tailer.run())
-    with contextlib.suppress(asyncio.TimeoutError):
-        # Serve the first snapshot rather than a "no data" page when the file is there.
-        await asyncio.wait_for(first.wait(), FIRST_LOAD_TIMEOUT)
-    yield
-    await _cancel(run)
-
-
-async def _icinga_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Follow Icinga 2's API: publish the synced checks and every health change as the "icinga" source."""
-    from bridge.icinga import IcingaSource
-    from bridge.merge import SourceView
-
-    settings, live = app[SETTINGS], app[LIVE]
-    first = asyncio.Event()
-
-    def on_change() -> None:
-        live.update_source(SourceView("icinga", source.current, source.health(live.clock())))
-        first.set()
-
-    # Reads the password file and the CA now: a bad [icinga] section fails start-up with a ConfigError.
-    source = IcingaSource.from_config(settings.config, on_change, clock=live.clock)
-    run = asyncio.create_task(source.run())
-    with contextlib.suppress(asyncio.TimeoutError):
-        # The first sync (or the first failure) decides what the first page shows.
-        await asyncio.wait_for(first.wait(), FIRST_LOAD_TIMEOUT)
-    yield
-    await _cancel(run)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

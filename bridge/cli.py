@@ -14,16 +14,16 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from aiohttp import web
-
 from bridge import __version__
 from bridge.cli_admin import add_admin_commands, load_admin_tokens, load_tokens
 from bridge.config import Config, ConfigError, load_config, parse_config
+from bridge.logs import setup_logging
 from bridge.settings import Settings, default_db_path
 
 log = logging.getLogger("bridge.cli")
 
 PUSH_TOKENS_ENV = "STATUS_BRIDGE_PUSH_TOKENS"
+LOG_LEVELS = ["debug", "info", "warning", "error"]
 DB_HELP = "SQLite file for notices and overrides (default: $STATE_DIRECTORY or /var/lib/status-bridge, status-bridge.db)"
 
 
@@ -33,14 +33,6 @@ def _listen(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
     return host.strip("[]"), int(port)
-
-
-def _setup_logging(level: str) -> None:
-    """Log to stderr in a journald-friendly one-line format."""
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    # watchfiles and APScheduler log routine events at INFO (every file batch, every job run).
-    for noisy in ("watchfiles", "apscheduler"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _load(path: Path) -> Config:
@@ -59,19 +51,24 @@ def demo_config(directory: Path) -> Config:
     return dataclasses.replace(config, statusdat_path=directory / "status.dat")
 
 
-def _serve(settings: Settings, listen: tuple[str, int] | None) -> int:
-    """Run the server until SIGINT/SIGTERM."""
+def _serve(settings: Settings, listen: tuple[str, int] | None, config_path: Path | None, access: bool) -> int:
+    """Serve until SIGTERM/SIGINT (exit 0); SIGHUP reloads config_path; systemd is notified when under it."""
     from bridge.app import make_app
+    from bridge.daemon import Daemon
 
-    host, port = listen or (settings.config.listen_host, settings.config.listen_port)
-    log.info("serving on http://%s:%d/", host if ":" not in host else f"[{host}]", port)
+    config = settings.config
+    public = listen or (config.listen_host, config.listen_port)
+
+    async def main() -> int:
+        """Build the app inside the loop that serves it."""
+        return await Daemon(make_app(settings), config_path).run(public, config.admin_listen, access)
+
     try:
-        web.run_app(make_app(settings), host=host, port=port, print=None, access_log=None)
+        return asyncio.run(main())
     except ConfigError as e:
         # Raised at start-up by a source (e.g. an unreadable [icinga] password_file): a message, not a traceback.
         print(f"status-bridge: invalid configuration:\n{e}", file=sys.stderr)
         return 2
-    return 0
 
 
 def load_push_tokens(path: Path | None, config: Config) -> tuple[str, ...]:
@@ -80,18 +77,18 @@ def load_push_tokens(path: Path | None, config: Config) -> tuple[str, ...]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """status-bridge run."""
+    """status-bridge run: serve the page; SIGHUP re-reads the config (an invalid one is logged, the old one stays), SIGTERM stops gracefully."""
     tokens = load_admin_tokens(args.admin_token_file)
     config = _load(args.config)
     push = load_push_tokens(args.push_token_file, config)
     if config.passive_enabled and not push:
         log.info("passive endpoints answer 403 until push tokens are configured (--push-token-file)")
     settings = Settings(config, db_path=args.db or default_db_path(), admin_tokens=tokens, push_tokens=push)
-    return _serve(settings, args.listen)
+    return _serve(settings, args.listen, args.config, args.access_log)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """status-bridge demo."""
+    """status-bridge demo: the bundled demo config and a simulated Nagios rewriting status.dat, served until Ctrl-C."""
     directory = args.dir or Path(tempfile.mkdtemp(prefix="status-bridge-demo-"))
     directory.mkdir(parents=True, exist_ok=True)
     if args.dir is None:
@@ -106,7 +103,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     host, port = args.listen or (settings.config.listen_host, settings.config.listen_port)
     print(f"status-bridge demo: simulated Nagios writes {directory / 'status.dat'} every {args.interval:g} s", file=sys.stderr)
     print(f"status-bridge demo: open http://{host}:{port}/api/services.json (Ctrl-C to stop)", file=sys.stderr)
-    return _serve(settings, (host, port))
+    return _serve(settings, (host, port), None, args.access_log)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -166,11 +163,18 @@ def cmd_get(args: argparse.Namespace) -> int:
     return 0 if status < 400 else 1
 
 
+def _serve_options(parser: argparse.ArgumentParser) -> None:
+    """Options of the serving commands: logging (also accepted before the command)."""
+    # SUPPRESS: without it the subcommand's default would override a --log-level given before the command.
+    parser.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS, help="log verbosity (default info)")
+    parser.add_argument("--access-log", action="store_true", help="log one line per HTTP request (off by default)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree; every command has --help text."""
     p = argparse.ArgumentParser(prog="status-bridge", description="An honest public status page driven by Nagios.")
     p.add_argument("--version", action="version", version=f"status-bridge {__version__}")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log verbosity")
+    p.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="log verbosity (default info)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="serve the status page from a config file", description=cmd_run.__doc__)
@@ -190,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="tokens for /nrdp/ and /api/v1/check-results, one per line (default: [passive] tokens_file, "
         f"else ${PUSH_TOKENS_ENV}, comma-separated; none = those endpoints answer 403)",
     )
+    _serve_options(run)
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="serve a bundled demo with a simulated Nagios", description=cmd_demo.__doc__)
@@ -197,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", type=Path, help="where the simulated status.dat lives (default: a new temp dir)")
     demo.add_argument("--interval", type=float, default=3.0, help="seconds between simulated status.dat writes")
     demo.add_argument("--db", type=Path, help="SQLite file (default: status-bridge.db in the demo dir)")
+    _serve_options(demo)
     demo.set_defaults(func=cmd_demo)
 
     check = sub.add_parser("check-config", help="validate a config file", description=cmd_check_config.__doc__)
@@ -217,5 +223,5 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the status-bridge console script."""
     args = build_parser().parse_args(argv)
-    _setup_logging(args.log_level)
+    setup_logging(args.log_level)
     return int(args.func(args))

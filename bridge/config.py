@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge.configcheck import Checker, join, parse_listen, syntax_problem, url_problem
+from bridge.configcheck import (
+    Checker,
+    describe,
+    join,
+    parse_listen,
+    syntax_problem,
+    url_problem,
+)
 from bridge.model import Status, StatusData
 
 RULES = ("worst", "all", "quorum")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# A proxy on the same machine (nginx in front of 127.0.0.1:8080) is the usual set-up: without trusting
+# it, every visitor would share the proxy's one rate-limit bucket.
+LOOPBACK: tuple[Network, ...] = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 # Keys of a component's [states] table: which monitored condition maps to which Status.
 STATE_KEYS = (
@@ -83,6 +95,10 @@ class Config:
     cache_seconds: int = 60
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
+    admin_listen: tuple[str, int] | None = None  # admin API only on this address (404 on the public one)
+    rate_limit: float = 10.0  # requests per second per client IP; 0 = no limit
+    burst: int = 20  # requests a client may make at once before the rate applies
+    trusted_proxies: tuple[Network, ...] = LOOPBACK  # peers whose X-Forwarded-For names the client
     groups: tuple[Group, ...] = ()
     passive_enabled: bool = True  # POST /nrdp/ and /api/v1/check-results (a token is still required)
     passive_tokens_file: Path | None = None
@@ -111,7 +127,7 @@ class ConfigError(Exception):
 _SECTION_KEYS = {
     "page": ("name", "url"),
     "nagios": ("status_file", "stale_after"),
-    "http": ("listen", "cache_seconds"),
+    "http": ("listen", "cache_seconds", "admin_listen", "rate_limit", "burst", "trusted_proxies"),
     "passive": ("enabled", "tokens_file", "stale_after", "max_body"),
     "icinga": ("url", "user", "password_file", "ca_file", "stale_after"),
 }
@@ -159,6 +175,7 @@ def parse_config(text: str, path: Path | None = None) -> Config:
         ck.problem("http.listen", parsed)
     else:
         host, port = parsed
+    admin_listen = _admin_listen(ck, http, parsed)
 
     config = Config(
         path=path,
@@ -169,6 +186,10 @@ def parse_config(text: str, path: Path | None = None) -> Config:
         cache_seconds=ck.integer(http, "cache_seconds", "http", Config.cache_seconds, 0),
         listen_host=host,
         listen_port=port,
+        admin_listen=admin_listen,
+        rate_limit=ck.number(http, "rate_limit", "http", Config.rate_limit, 0, low_open=False),
+        burst=ck.integer(http, "burst", "http", Config.burst, 1),
+        trusted_proxies=_networks(ck, http, "trusted_proxies", "http", Config.trusted_proxies),
         groups=_groups(ck, doc.get("group", [])),
         passive_enabled=ck.boolean(passive, "enabled", "passive", True),
         passive_tokens_file=_path(ck, passive, "tokens_file", "passive", path),
@@ -183,6 +204,36 @@ def parse_config(text: str, path: Path | None = None) -> Config:
     if ck.problems:
         raise ConfigError(ck.problems)
     return config
+
+
+def _admin_listen(ck: Checker, http: dict[str, Any], public: tuple[str, int] | str) -> tuple[str, int] | None:
+    """http.admin_listen: a second HOST:PORT for the admin API, distinct from http.listen; None when unset."""
+    text = ck.string(http, "admin_listen", "http").strip()
+    if not text:
+        return None
+    parsed = parse_listen(text)
+    if isinstance(parsed, str):
+        ck.problem("http.admin_listen", parsed)
+        return None
+    if parsed == public:
+        ck.problem("http.admin_listen", f"must differ from http.listen (both are {text!r})")
+    return parsed
+
+
+def _networks(ck: Checker, tbl: dict[str, Any], key: str, section: str, default: tuple[Network, ...]) -> tuple[Network, ...]:
+    """An array of IP addresses or CIDR networks (e.g. ["127.0.0.1", "10.0.0.0/8"])."""
+    path, value = join(section, key), tbl.get(key, default)
+    if not isinstance(value, (list, tuple)):
+        ck.problem(path, f"must be an array of IP addresses or networks (got {describe(value)})")
+        return default
+    found = []
+    for i, item in enumerate(value):
+        try:
+            found.append(item if key not in tbl else ipaddress.ip_network(item.strip()))
+        except (AttributeError, ValueError) as exc:
+            why = exc if isinstance(item, str) else f"must be a string such as '10.0.0.0/8' (got {describe(item)})"
+            ck.problem(join(path, i), f"not an IP address or network: {why}")
+    return tuple(found)
 
 
 def _status_file(ck: Checker, nagios: dict[str, Any], path: Path | None) -> Path | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import json
 import logging
 import re
@@ -65,15 +65,111 @@ async def error_middleware(
         return error_response(500, "internal error")
 
 
+ADMIN_PREFIX = "/api/v1/admin"
+_WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def _host(value: str) -> str:
+    """A socket host without an IPv4-mapped prefix, so dual-stack and plain sockets compare equal."""
+    return value.removeprefix("::ffff:") if "." in value else value
+
+
+class Listeners:
+    """The local addresses that serve the admin API only; empty = one listener serves everything."""
+
+    def __init__(self) -> None:
+        """No split until the daemon binds a separate admin socket."""
+        self.admin: set[tuple[str, int]] = set()
+
+    def on_admin(self, request: web.Request) -> bool:
+        """True when the request came in on an admin socket."""
+        if not self.admin or request.transport is None:
+            return False
+        local = request.transport.get_extra_info("sockname")
+        if not local:
+            return False
+        host, port = _host(local[0]), local[1]
+        return any(p == port and (h == host or h in _WILDCARDS) for h, p in self.admin)
+
+
+LISTENERS = web.AppKey("listeners", Listeners)
+
+
+@web.middleware
+async def listener_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """With [http] admin_listen: admin routes only on the admin socket, everything else only on the public one."""
+    listeners = request.app[LISTENERS]
+    if listeners.admin:
+        path = request.path
+        admin_path = path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
+        if admin_path != listeners.on_admin(request):
+            # 404, not 403: the public side should not even reveal that an admin API exists.
+            raise web.HTTPNotFound()
+    return await handler(request)
+
+
+class InFlight:
+    """Counts requests being handled, so a graceful stop can wait for them; while draining, no keep-alive."""
+
+    def __init__(self) -> None:
+        """Idle, not draining."""
+        self.count = 0
+        self.draining = False
+        self._idle: asyncio.Event | None = None
+
+    @web.middleware
+    async def middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Count the request while its handler (body reading included) runs."""
+        self.count += 1
+        try:
+            resp = await handler(request)
+            if self.draining:
+                resp.force_close()  # "Connection: close": the client reconnects to a new instance
+            return resp
+        finally:
+            self.count -= 1
+            if not self.count and self._idle is not None:
+                self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request is being handled; False when timeout passed first."""
+        if not self.count:
+            return True
+        self._idle = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._idle = None
+
+
+INFLIGHT = web.AppKey("inflight", InFlight)
+
+
+_CALLBACKS: dict[str, str | None] = {}  # raw query string -> its valid callback (hot feeds: parse once)
+
+
 def jsonp_callback(request: web.Request) -> str | None:
     """The validated ?callback= name, None when absent; 400 naming the field when invalid."""
-    if "callback" not in request.query:
+    raw = request.query_string
+    if not raw:
         return None
-    cb = request.query["callback"]
-    if len(cb) > JSONP_MAX or not JSONP_CALLBACK.fullmatch(cb):
+    if raw in _CALLBACKS:
+        return _CALLBACKS[raw]
+    cb = request.query.get("callback")
+    if cb is not None and (len(cb) > JSONP_MAX or not JSONP_CALLBACK.fullmatch(cb)):
         raise ApiError(
             400, f"callback must be a JavaScript identifier path of at most {JSONP_MAX} characters", "callback"
         )
+    if len(_CALLBACKS) >= 1024:  # query strings are client input
+        _CALLBACKS.clear()
+    _CALLBACKS[raw] = cb
     return cb
 
 
@@ -91,19 +187,8 @@ def etag_matches(request: web.Request, etag: str) -> bool:
 def feed_response(request: web.Request, feed: Encoded, max_age: int) -> web.Response:
     """Serve a pre-encoded JSON feed as JSON or JSONP, honouring If-None-Match."""
     callback = jsonp_callback(request)
-    if callback is None:
-        body, etag, ctype = feed.body, feed.etag, JSON_TYPE
-        extra: dict[str, str] = {}
-    else:
-        body = b"/**/" + callback.encode() + b"(" + feed.body + b");"
-        etag = '"' + hashlib.blake2b(feed.etag.encode() + callback.encode(), digest_size=12).hexdigest() + '"'
-        ctype, extra = JS_TYPE, {"X-Content-Type-Options": "nosniff"}
-    headers = {
-        "ETag": etag,
-        "Cache-Control": f"public, max-age={max_age}",
-        "Access-Control-Allow-Origin": "*",
-        **extra,
-    }
-    if etag_matches(request, etag):
-        return web.Response(status=304, headers=headers)
-    return web.Response(body=body, content_type=ctype, charset="utf-8", headers=headers)
+    if callback is not None:
+        feed = feed.jsonp(callback)  # built once per callback and generation, like the headers
+    if etag_matches(request, feed.etag):
+        return web.Response(status=304, headers=feed.headers(max_age, with_type=False))
+    return web.Response(body=feed.body, headers=feed.headers(max_age))

@@ -1,4 +1,10 @@
-"""Resolve a component's host/service glob patterns to concrete checks, with a per-name-set cache."""
+"""Resolve a component's host/service glob patterns to concrete checks, with a per-name-set cache.
+
+A Matcher is shared by the event loop and the tailer's worker thread (which prepares each new
+StatusData before it is published): its caches are immutable once built or only ever gain
+entries, and every swap is a single attribute assignment, so a race costs at most some work
+done twice, never a wrong answer.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,9 @@ import fnmatch
 import re
 import weakref
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from functools import lru_cache
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 from bridge.config import CheckPattern, Component
 from bridge.model import StatusData
@@ -14,6 +22,7 @@ from bridge.model import StatusData
 CheckKey = tuple[str, str | None]  # (host, service) ; service None = the host check itself
 
 _GLOB_CHARS = frozenset("*?[")
+_SERVICE_NAME = itemgetter(1)
 
 
 class Plan(NamedTuple):
@@ -22,12 +31,15 @@ class Plan(NamedTuple):
     keys: list[CheckKey]  # everything matched, as match_patterns returns it
     hosts: list[str]  # host checks matched
     # (host, positions of its matched services in data.services' iteration order)
-    services_by_host: list[tuple[str, list[int]]]
+    services_by_host: list[tuple[str, tuple[int, ...]]]
+    positions: tuple[int, ...] = ()  # every position of services_by_host, host after host
+    by_host: dict[str, tuple[int, ...]] = {}  # services_by_host as a dict
 
 
-def _compile(pattern: str) -> re.Pattern[str]:
-    """Compile one shell-style glob, case-sensitively as Nagios names are."""
-    return re.compile(fnmatch.translate(pattern))
+@lru_cache(maxsize=1024)
+def _compile(pattern: str) -> Any:
+    """Compile one shell-style glob, case-sensitively as Nagios names are; return its match."""
+    return re.compile(fnmatch.translate(pattern)).match
 
 
 def _names(pattern: str, names: Mapping[str, object]) -> list[str]:
@@ -35,8 +47,7 @@ def _names(pattern: str, names: Mapping[str, object]) -> list[str]:
     if _GLOB_CHARS.isdisjoint(pattern):
         # No glob syntax: a lookup instead of a scan over every name.
         return [pattern] if pattern in names else []
-    match = _compile(pattern).match
-    return [n for n in names if match(n)]
+    return list(filter(_compile(pattern), names))
 
 
 class _Index:
@@ -50,6 +61,15 @@ class _Index:
             if per_host is None:
                 per_host = self.services[h] = {}
             per_host[s] = i
+        self._service_names = dict.fromkeys(map(_SERVICE_NAME, data.services))
+        self._service_globs: dict[str, frozenset[str]] = {}
+
+    def _matching_services(self, pattern: str) -> frozenset[str]:
+        """Distinct service names matching a glob: each name is matched once, not once per host."""
+        found = self._service_globs.get(pattern)
+        if found is None:
+            found = self._service_globs[pattern] = frozenset(filter(_compile(pattern), self._service_names))
+        return found
 
     def resolve(self, patterns: Iterable[CheckPattern]) -> list[CheckKey]:
         """Keys matched by any pattern, deduplicated, in pattern then data order."""
@@ -60,8 +80,15 @@ class _Index:
                     found[(h, None)] = None
                 continue
             # Services are found under their own host names: a passive-only host may lack a host block.
-            for h in _names(pat.host, self.services):
-                for s in _names(pat.service, self.services[h]):
+            hosts = _names(pat.host, self.services)
+            if _GLOB_CHARS.isdisjoint(pat.service):
+                for h in hosts:
+                    if pat.service in self.services[h]:
+                        found[(h, pat.service)] = None
+                continue
+            wanted = self._matching_services(pat.service).__contains__
+            for h in hosts:
+                for s in filter(wanted, self.services[h]):
                     found[(h, s)] = None
         return list(found)
 
@@ -75,7 +102,11 @@ class _Index:
                 hosts.append(h)
             else:
                 by_host.setdefault(h, []).append(self.services[h][s])
-        return Plan(keys, hosts, list(by_host.items()))
+        # Tuples, not lists: tuples of ints are untracked by the GC after one collection, while
+        # 100 components x 500 hosts of lists would be walked by every full collection.
+        frozen = {h: tuple(positions) for h, positions in by_host.items()}
+        grouped = list(frozen.items())
+        return Plan(keys, hosts, grouped, tuple(p for _, positions in grouped for p in positions), frozen)
 
 
 # The index of the last data given to match_patterns: config checks call it once per pattern.
@@ -93,41 +124,73 @@ def match_patterns(patterns: Iterable[CheckPattern], data: StatusData) -> list[C
     return index.resolve(patterns)
 
 
+class Names:
+    """The object names of a StatusData, in order, and the plans resolved against them."""
+
+    __slots__ = ("host_list", "service_list", "_index", "_plans")
+
+    def __init__(self, data: StatusData) -> None:
+        self.host_list = list(data.hosts)
+        self.service_list = list(data.services)
+        self._index: _Index | None = None
+        self._plans: dict[tuple[CheckPattern, ...], Plan] = {}
+
+    def same(self, data: StatusData) -> bool:
+        """Whether data lists exactly these objects in this order (Plan positions rely on it)."""
+        if len(data.hosts) != len(self.host_list) or len(data.services) != len(self.service_list):
+            return False
+        # Nagios writes objects in config order, so a fresh parse nearly always compares equal here;
+        # list equality needs no tuple hashing and also pins the positions Plan relies on.
+        return list(data.hosts) == self.host_list and list(data.services) == self.service_list
+
+    def plan(self, patterns: tuple[CheckPattern, ...], data: StatusData) -> Plan:
+        """The plan for patterns; data must have these names (it is read only to build the index)."""
+        hit = self._plans.get(patterns)
+        if hit is None:
+            index = self._index
+            if index is None:
+                index = self._index = _Index(data)
+            hit = self._plans[patterns] = index.plan(patterns)
+        return hit
+
+
+class Memo:
+    """What is cached for one StatusData object: its Names and whatever aggregation derives from it."""
+
+    __slots__ = ("ref", "names", "values")
+
+    def __init__(self, data: StatusData, names: Names) -> None:
+        self.ref = weakref.ref(data)
+        self.names = names
+        self.values: dict[Any, Any] = {}  # owned by the callers (aggregate): per-data derived values
+
+
 class Matcher:
     """Caches pattern resolution per pattern set while the hosts/services (and their order) stay the same."""
 
-    def __init__(self) -> None:
-        self._data_ref: weakref.ref[StatusData] | None = None
-        self._host_list: list[str] = []
-        self._service_list: list[tuple[str, str]] = []
-        self._index: _Index | None = None
-        self._cache: dict[tuple[CheckPattern, ...], Plan] = {}
+    KEEP = 2  # recent StatusData objects (and name sets) remembered: the published one and the one being prepared
 
-    def _same_names(self, data: StatusData) -> bool:
-        """Whether data lists exactly the objects, in the order, the cached index was built from."""
-        if len(data.hosts) != len(self._host_list) or len(data.services) != len(self._service_list):
-            return False
-        # Sources hand over a new StatusData rather than mutating one: the same object has the same names.
-        if self._data_ref is not None and self._data_ref() is data:
-            return True
-        # Nagios writes objects in config order, so a fresh parse nearly always compares equal here;
-        # list equality needs no tuple hashing and also pins the positions Plan relies on.
-        return list(data.hosts) == self._host_list and list(data.services) == self._service_list
+    def __init__(self) -> None:
+        self._names: tuple[Names, ...] = ()
+        self._memos: tuple[Memo, ...] = ()
+
+    def memo(self, data: StatusData) -> Memo:
+        """The cache entry of this data object, created (and its names compared or indexed) on first use."""
+        for m in self._memos:
+            if m.ref() is data:
+                return m
+        names = next((n for n in self._names if n.same(data)), None)
+        if names is None:
+            names = Names(data)
+            self._names = (names, *self._names[: self.KEEP - 1])
+        m = Memo(data, names)
+        self._memos = (m, *(old for old in self._memos[: self.KEEP - 1] if old.ref() is not None))
+        return m
 
     def plan(self, component: Component, data: StatusData) -> Plan:
         """component's matches in data, re-resolved only when the object names or their order changed."""
-        if self._index is None or not self._same_names(data):
-            self._index = _Index(data)
-            self._cache = {}
-            self._host_list = list(data.hosts)
-            self._service_list = list(data.services)
-        # Later calls for the same data object (one per component) skip the name comparison.
-        self._data_ref = weakref.ref(data)
         # Keyed by the patterns, not the component id, so a config reload cannot serve stale matches.
-        hit = self._cache.get(component.checks)
-        if hit is None:
-            hit = self._cache[component.checks] = self._index.plan(component.checks)
-        return hit
+        return self.memo(data).names.plan(component.checks, data)
 
     def resolve(self, component: Component, data: StatusData) -> list[CheckKey]:
         """Checks of data matched by component, recomputed only when the object names changed."""

@@ -158,9 +158,51 @@ def _respond(request: web.Request, doc: object) -> web.Response:
     return feed_response(request, Encoded.of(doc), request.app[LIVE].config.cache_seconds)
 
 
+class DocCache:
+    """Encoded documents by raw query string, valid while their inputs stay the same (a stamp).
+
+    The hot read APIs are functions of the snapshot (and of the metrics_summary time bucket):
+    encode them once per generation instead of once per request. Entries are bounded, since
+    query strings are client input.
+    """
+
+    MAX = 256
+
+    def __init__(self) -> None:
+        self.snap: Snapshot | None = None
+        self.bucket: int | None = None
+        self.docs: dict[str, Encoded] = {}
+
+    def get(self, snap: Snapshot, bucket: int | None, query: str) -> Encoded | None:
+        """The document cached for query under this snapshot (by identity) and time bucket, or None."""
+        if snap is not self.snap or bucket != self.bucket:
+            self.snap, self.bucket, self.docs = snap, bucket, {}
+        return self.docs.get(query)
+
+    def put(self, query: str, doc: Encoded) -> Encoded:
+        """Remember doc for query (under the stamp of the last get)."""
+        if len(self.docs) >= self.MAX:
+            self.docs.clear()
+        self.docs[query] = doc
+        return doc
+
+
+STATUS_DOCS = web.AppKey("status_docs", DocCache)
+COMPONENT_DOCS = web.AppKey("component_docs", DocCache)
+
+
 async def status(request: web.Request) -> web.Response:
     """GET /api/v1/status: the page state without components and notices."""
-    return _respond(request, sorry.status_doc(request.app[LIVE].snapshot))
+    live = request.app[LIVE]
+    snap = live.snapshot
+    docs = request.app[STATUS_DOCS]
+    doc = docs.get(snap, None, "") or docs.put("", Encoded.of(sorry.status_doc(snap)))
+    return feed_response(request, doc, live.config.cache_seconds)
+
+
+def summary_bucket(now: float) -> int:
+    """The SUMMARY_TTL bucket a metrics_summary computed at now stays valid for (it also fixes the UTC day)."""
+    return int(now // SUMMARY_TTL)  # SUMMARY_TTL divides a day: a bucket never spans midnight
 
 
 class SummaryCache:
@@ -176,7 +218,7 @@ class SummaryCache:
         live = request.app[LIVE]
         snap, now = live.snapshot, live.clock()
         last = _today(now)
-        key = (last, int(now // SUMMARY_TTL))
+        key = (last, summary_bucket(now))
         if snap is not self.snap or key != self.key:
             self.snap, self.key, self.values = snap, key, {}
         first = last - SUMMARY_DAYS * DAY
@@ -196,10 +238,16 @@ SUMMARIES = web.AppKey("metrics_summaries", SummaryCache)
 
 async def components(request: web.Request) -> web.Response:
     """GET /api/v1/components: groups (top level) and their components, filtered and paginated."""
-    flt, page = parse_component_filter(request.query), parse_page(request.query)
-    cache = request.app[SUMMARIES]
-    doc = sorry.components_doc(request.app[LIVE].snapshot, flt, page, lambda ids: cache.get(request, ids))
-    return _respond(request, doc)
+    live = request.app[LIVE]
+    snap, docs = live.snapshot, request.app[COMPONENT_DOCS]
+    # The summaries inside are frozen per snapshot and time bucket (SummaryCache): so is the document.
+    doc = docs.get(snap, summary_bucket(live.clock()), request.query_string)
+    if doc is None:
+        flt, page = parse_component_filter(request.query), parse_page(request.query)
+        cache = request.app[SUMMARIES]
+        built = sorry.components_doc(snap, flt, page, lambda ids: cache.get(request, ids))
+        doc = docs.put(request.query_string, Encoded.of(built))
+    return feed_response(request, doc, live.config.cache_seconds)
 
 
 async def component_metrics(request: web.Request) -> web.Response:
@@ -241,6 +289,7 @@ async def notice(request: web.Request) -> web.Response:
 def add_v1_routes(app: web.Application) -> None:
     """Register the Sorry-compatible read API."""
     app.router.add_get("/api/v1/status", status)
+    app[STATUS_DOCS], app[COMPONENT_DOCS] = DocCache(), DocCache()
     app[SUMMARIES] = SummaryCache()
     app.router.add_get("/api/v1/components", components)
     app.router.add_get("/api/v1/components/{id}/metrics", component_metrics)

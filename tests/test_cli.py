@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -222,3 +224,75 @@ def test_run_startup_config_error_is_a_message(tmp_path):
     assert proc.returncode == 2
     assert "icinga.password_file" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _parsers(
+    parser: argparse.ArgumentParser | None = None, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """(command path, parser) for every command and nested subcommand."""
+    parser = parser or build_parser()
+    yield path, parser
+    for action in parser._subparsers._group_actions if parser._subparsers else ():
+        for name, sub in action.choices.items():
+            yield from _parsers(sub, (*path, name))
+
+
+def test_every_command_and_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    paths = [path for path, _ in _parsers()]
+    assert ("notice", "create") in paths and ("override", "remove") in paths and ("run",) in paths
+    for path, parser in _parsers():
+        assert parser.description, path
+        with pytest.raises(SystemExit) as exc:
+            main([*path, "--help"])
+        assert exc.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: status-bridge {' '.join(path)}".rstrip()), path
+        assert len(out.splitlines()) > 3, path
+    for command in ("run", "demo"):
+        parser = dict(_parsers())[(command,)]
+        assert "--access-log" in parser.format_help() and "--log-level" in parser.format_help()
+
+
+def test_wheel_installs_into_a_clean_venv_and_runs(tmp_path: Path) -> None:
+    """`pip install .` (non-editable): package data in the wheel, console script, python -m bridge."""
+    import importlib.util
+    import shutil
+    import sysconfig
+    import zipfile
+
+    if importlib.util.find_spec("wheel") is None:
+        pytest.fail("building the wheel offline needs `wheel` and setuptools>=68 (the [test] extra)")
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src)
+    # A copy: an in-tree build would leave build/ and *.egg-info behind in the work tree.
+    shutil.copytree(REPO / "bridge", src / "bridge", ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(tmp_path / "dist"),
+                    str(src)], check=True, capture_output=True, timeout=180)  # fmt: skip
+    (wheel,) = (tmp_path / "dist").glob("status_bridge-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for data in ("bridge/demo/demo.toml", "bridge/templates/page.html", "bridge/templates/page.css",
+                 "bridge/templates/icons.svg", "bridge/static/widget.js", "bridge/static/page.js"):  # fmt: skip
+        assert data in names, data
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    subprocess.run([*pip, "--python", str(venv / "bin" / "python"), "install", "--no-deps", "--no-index", str(wheel)],
+                   check=True, capture_output=True, timeout=180)  # fmt: skip
+    # Dependencies come from this venv (offline), appended after the new venv's own site-packages.
+    purelib = subprocess.run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    Path(purelib, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # Not in the repo: no ./bridge to import by accident.
+    run: dict = {"cwd": tmp_path, "capture_output": True, "text": True, "timeout": 60, "check": False}
+    version = subprocess.run([venv / "bin" / "status-bridge", "--version"], **run)
+    assert version.returncode == 0 and version.stdout.startswith("status-bridge "), version.stderr
+    where = subprocess.run([venv / "bin" / "python", "-c", "import bridge; print(bridge.__file__)"], **run).stdout
+    assert where.startswith(str(venv)), where
+    assert subprocess.run([venv / "bin" / "python", "-m", "bridge", "--help"], **run).returncode == 0
+    cfg = tmp_path / "site.toml"
+    cfg.write_text('[page]\nname = "Installed"\n')
+    for path, expect in (("/", "Installed"), ("/widget.js", "data-target")):
+        got = subprocess.run([venv / "bin" / "status-bridge", "get", path, "-c", str(cfg), "--db", str(tmp_path / "db")], **run)
+        assert got.returncode == 0 and expect in got.stdout, (path, got.stderr)

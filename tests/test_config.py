@@ -377,3 +377,64 @@ def test_check_config_reports_problems(tmp_path: Path) -> None:
     report = check_config(path, _statusdat({}))
     assert report.warnings == []
     assert report.problems == [f"{path}: group[0].component[0].rule: must be one of worst, all, quorum (got 'wrost')"]
+
+
+BAD_HTTP = [
+    pytest.param('[http]\nrate_limit = -1\n', "http.rate_limit: must be at least 0 (got -1)", id="rate-negative"),
+    pytest.param('[http]\nrate_limit = "10"\n', "http.rate_limit: must be a number (got string '10')", id="rate-str"),
+    pytest.param('[http]\nburst = 0\n', "http.burst: must be at least 1 (got 0)", id="burst-zero"),
+    pytest.param('[http]\nburst = 2.5\n', "http.burst: must be an integer (got float 2.5)", id="burst-float"),
+    pytest.param('[http]\ntrusted_proxies = "10.0.0.0/8"\n',
+                 "http.trusted_proxies: must be an array of IP addresses or networks (got string '10.0.0.0/8')",
+                 id="proxies-not-array"),
+    pytest.param('[http]\ntrusted_proxies = ["127.0.0.1", "10.0.0.1/8"]\n',
+                 "http.trusted_proxies[1]: not an IP address or network: 10.0.0.1/8 has host bits set",
+                 id="proxies-host-bits"),
+    pytest.param('[http]\ntrusted_proxies = ["proxy.example.org"]\n',
+                 "http.trusted_proxies[0]: not an IP address or network", id="proxies-hostname"),
+    pytest.param('[http]\ntrusted_proxies = [10]\n',
+                 "http.trusted_proxies[0]: not an IP address or network: must be a string such as '10.0.0.0/8'"
+                 " (got integer 10)", id="proxies-int"),
+    pytest.param('[http]\nadmin_listen = "8081"\n', "http.admin_listen: must be HOST:PORT", id="admin-no-port"),
+    pytest.param('[http]\nlisten = "127.0.0.1:8080"\nadmin_listen = "127.0.0.1:8080"\n',
+                 "http.admin_listen: must differ from http.listen", id="admin-same-as-listen"),
+    pytest.param('[http]\nrate_limt = 5\n', "http.rate_limt: unknown key (did you mean 'rate_limit'?)",
+                 id="rate-typo"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), BAD_HTTP)
+def test_bad_http_limits(tmp_path: Path, text: str, expected: str) -> None:
+    """Rate limiting, proxies and the admin listener are validated like every other key."""
+    problems = _problems(tmp_path, text)
+    assert len(problems) == 1, problems
+    assert expected in problems[0]
+
+
+def test_http_limits_and_admin_listen(tmp_path: Path) -> None:
+    """Defaults: 10/s, burst 20, loopback proxies trusted, admin API on the public listener."""
+    import ipaddress
+
+    default = parse_config("")
+    assert (default.rate_limit, default.burst, default.admin_listen) == (10.0, 20, None)
+    assert [str(n) for n in default.trusted_proxies] == ["127.0.0.0/8", "::1/128"]
+    config = load_config(_write(tmp_path, """
+[http]
+listen = "0.0.0.0:8080"
+admin_listen = "[::1]:8081"
+rate_limit = 2.5
+burst = 5
+trusted_proxies = ["10.0.0.0/8", "192.0.2.1", "2001:db8::/32"]
+"""))
+    assert config.admin_listen == ("::1", 8081)
+    assert (config.rate_limit, config.burst) == (2.5, 5)
+    assert config.trusted_proxies == tuple(map(ipaddress.ip_network, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]))
+    assert parse_config("[http]\ntrusted_proxies = []\nrate_limit = 0\n").trusted_proxies == ()
+
+
+def test_example_config_documents_http_limits() -> None:
+    """The example sets the rate-limit keys (to their defaults) and shows admin_listen."""
+    config = load_config(EXAMPLE)
+    assert (config.rate_limit, config.burst) == (10.0, 20)
+    assert [str(n) for n in config.trusted_proxies] == ["127.0.0.1/32", "::1/128"]
+    assert '# admin_listen = "127.0.0.1:8081"' in EXAMPLE.read_text()

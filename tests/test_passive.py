@@ -35,6 +35,9 @@ class Clock:
 
 
 def make(tmp_path, clock=None, tokens=("t",), **config):
+    # Fuzzing sends hundreds of unauthenticated pushes from one address: here they must reach the handler
+    # (rejected pushes count against the rate limit, tested in tests/test_ratelimit.py).
+    config.setdefault("rate_limit", 0.0)
     settings = Settings(web_config(**config), watch=False, push_tokens=tokens, db_path=tmp_path / "db.sqlite")
     return make_app(settings, clock or Clock())
 
