@@ -142,10 +142,15 @@ def read_all(f: BinaryIO) -> bytearray:
     return buf
 
 
+SETTLE = 0.25  # seconds an in-place rewrite must stay unchanged before it is trusted
+
+
 def read_and_parse(
     path: Path,
     parse: Callable[[bytes | bytearray], StatusData],
     prepare: Callable[[StatusData], None] | None = None,
+    previous_inode: int | None = None,
+    settle: float = SETTLE,
 ) -> ReadOutcome:
     """Read the whole file and parse it (blocking; runs in a worker thread), then prepare a good parse."""
     name = path.name
@@ -169,6 +174,8 @@ def read_and_parse(
         return ReadOutcome(None, f"{name} changed while being read", False, None, None)
     if not raw:
         return ReadOutcome(None, f"{name} is empty (0 bytes)", False, sig, None)
+    if not _settled(path, sig, after.st_mtime, previous_inode, settle):
+        return ReadOutcome(None, f"{name} changed while being read", False, None, None)
     started = time.perf_counter()
     try:
         data = parse(raw)
@@ -185,6 +192,26 @@ def read_and_parse(
         except Exception:  # a bug there must not drop good data: publishing does the work itself then
             log.exception("preparing %s for publishing failed", path)
     return ReadOutcome(data, None, False, sig, elapsed)
+
+
+def _settled(path: Path, sig: Signature, mtime: float, previous_inode: int | None, settle: float) -> bool:
+    """False when an in-place rewrite was still being written: it changed within the settle window.
+
+    A copy in place (temp_file on another filesystem) cut exactly after a complete block parses
+    as a valid, smaller file and would show checks as missing. A rename always brings a new inode
+    (the temp file is created while the old file still holds its inode), so only a same-inode
+    (or first) read waits until the file has been quiet for `settle` seconds.
+    """
+    if settle <= 0 or (previous_inode is not None and previous_inode != sig[0]):
+        return True
+    quiet_for = time.time() - mtime
+    if quiet_for >= settle:
+        return True
+    time.sleep(settle - quiet_for)
+    try:
+        return _signature(os.stat(path)) == sig
+    except OSError:
+        return False
 
 
 SWITCH_INTERVAL = 0.001  # seconds; CPython's default is 0.005
@@ -245,6 +272,7 @@ class StatusDatTailer:
         self.current: StatusData | None = None
         self.facts = TailFacts()
         self._signature: Signature | None = None
+        self._good_inode: int | None = None  # inode of the last good read: same inode = written in place
         self._loaded_once = False
         self._last_notified: tuple[bool, TailFacts] | None = None
 
@@ -297,9 +325,12 @@ class StatusDatTailer:
 
     async def _load(self) -> None:
         """Read and parse in a worker thread; publish only a complete, good parse."""
-        outcome = await asyncio.to_thread(read_and_parse, self.path, self.parse, self.prepare)
+        previous = self._good_inode
+        outcome = await asyncio.to_thread(read_and_parse, self.path, self.parse, self.prepare, previous)
         self._loaded_once = True
         self._signature = outcome.signature
+        if outcome.data is not None and outcome.signature is not None:
+            self._good_inode = outcome.signature[0]
         if outcome.error is not None:
             log.warning("%s", outcome.error)
         if outcome.data is not None:

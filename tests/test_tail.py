@@ -341,3 +341,63 @@ def test_apply_outcome_table() -> None:
     assert gone.missing and gone.data_created == T0 + 5 and gone.errors_total == 1
     back = apply_outcome(gone, ReadOutcome(data, None, False, (4, 5, 6), 0.3), T0 + 9)
     assert not back.missing and back.parses_total == 5 and back.last_error == "cannot parse status.dat: cut"
+
+
+def _two_blocks(now: int) -> tuple[bytes, bytes]:
+    """A full demo status.dat and a prefix of it cut exactly after a complete block (itself well-formed)."""
+    from bridge.statusdat import parse
+
+    full = render_statusdat(demo_objects(now), now)
+    cut = full.index(b"\n\t}\n", len(full) // 2) + len(b"\n\t}\n")
+    prefix = full[:cut]
+    parse(prefix)  # precondition: the prefix alone is a valid, smaller file
+    return full, prefix
+
+
+def test_in_place_rewrite_still_being_written_is_not_published(tmp_path: Path) -> None:
+    """A copy in place paused exactly at a block boundary must not be taken for the whole file."""
+    import threading
+
+    from bridge.statusdat import parse
+    from bridge.tail import read_and_parse
+
+    path = tmp_path / "status.dat"
+    now = int(time.time())
+    full, prefix = _two_blocks(now)
+    path.write_bytes(full)
+    inode = path.stat().st_ino
+    with open(path, "r+b") as f:  # in place: same inode, as Nagios does with temp_file elsewhere
+        f.truncate(0)
+        f.write(prefix)
+    def finish() -> None:
+        with open(path, "ab") as f:
+            f.write(full[len(prefix):])
+
+    finisher = threading.Timer(0.05, finish)
+    finisher.start()
+    try:
+        outcome = read_and_parse(path, parse, None, inode, settle=0.5)
+    finally:
+        finisher.join()
+    assert outcome.data is None
+    assert "changed while being read" in (outcome.error or "")
+    assert path.stat().st_ino == inode
+    again = read_and_parse(path, parse, None, inode, settle=0.05)
+    assert again.data is not None and len(again.data.services) == len(parse(full).services)
+
+
+def test_renamed_file_is_taken_without_waiting(tmp_path: Path) -> None:
+    from bridge.statusdat import parse
+    from bridge.tail import read_and_parse
+
+    path = tmp_path / "status.dat"
+    now = int(time.time())
+    full, _ = _two_blocks(now)
+    path.write_bytes(full)
+    old_inode = path.stat().st_ino
+    write_atomic(path, full)  # a rename: new inode, atomic, needs no settling
+    assert path.stat().st_ino != old_inode
+    started = time.monotonic()
+    outcome = read_and_parse(path, parse, None, old_inode, settle=5.0)
+    assert outcome.data is not None
+    assert time.monotonic() - started < 2.0
