@@ -29,9 +29,17 @@ soak: $(STAMP)
 	@$(BIN)/python -m pytest -q -p no:cacheprovider -m soak $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make soak: pytest ran no tests" >&2; exit 1; fi; exit $$rc
 
+# Every benchmark, each printing its ratio to a baseline measured in the same run (bench/README.md).
+# Loopback only; each step is capped by `timeout` (about 6 minutes in all on 2 cores). feeds.py needs wrk.
+BENCH_TIMEOUT ?= 900
 bench: $(STAMP)
-	$(BIN)/python bench/parse_statusdat.py ../shared/corpus/status-1k.dat.gz
-	$(BIN)/python bench/parse_statusdat.py ../shared/corpus/status-100k.dat.gz
+	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/parse_statusdat.py ../shared/corpus/status-1k.dat.gz
+	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/parse_statusdat.py ../shared/corpus/status-100k.dat.gz
+	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/e2e_latency.py --sizes 1k 100k
+	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/feeds.py
+	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/memory.py
+	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/ingest.py
+	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/metrics.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

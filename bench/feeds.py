@@ -1,21 +1,24 @@
 """Feed serving: requests/s and latency of the hot public GETs, bridge vs a bare aiohttp handler, with wrk.
 
-Usage: feeds.py [--size 1k] [--duration 3] [--rounds 3] [--connections 8]
+Usage: feeds.py [--size 1k] [--duration 2] [--rounds 5] [--connections 8]
 
-In one run, both on 127.0.0.1, each server a child process pinned to CPU 0 and wrk pinned to
+In one run, all on 127.0.0.1, each server a child process pinned to CPU 0 and wrk pinned to
 CPU 1 (when there are two CPUs):
 
 - the bridge: the real daemon (`python -m bridge run`) on a corpus status.dat with a
   100-component config, rate limiting off (wrk is one client IP);
-- the baseline: a bare aiohttp app whose handlers return the bytes the bridge served for the
-  same paths, with the same Content-Type: only aiohttp's own per-request cost.
+- bare: an aiohttp app whose handlers return the bytes the bridge served for the same paths,
+  with the same Content-Type and nothing else: only aiohttp's own per-request cost;
+- bare+hdr: the same, plus the headers the feed contract requires (ETag, Cache-Control, CORS,
+  nosniff), to show what they cost by themselves.
 
 Endpoints: /api/services.json, its JSONP form (?callback=cb), /api/v1/components, and
-/api/services.json revalidated with If-None-Match (the bridge answers 304; the baseline's
-figure for it is its plain 200). Rounds alternate bridge and baseline so a noisy moment on a
-shared machine hits both alike; the best round of each is kept. Besides wall-clock requests/s
-the bench reads each server's CPU time from /proc during the run: requests per CPU-second is
-the steadier figure when other work shares the CPU.
+/api/services.json revalidated with If-None-Match (the bridge answers 304; the baselines'
+figure for it is their plain 200). Each round runs the three servers back to back on one
+endpoint, so a noisy moment on a shared machine hits all three alike; ratios are taken per
+round and their median reported. Besides wall-clock requests/s the bench reads each server's
+CPU time from /proc: requests per CPU-second is the steadier figure when other work shares
+the CPU.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, config_toml, corpus_file, free_port, fresh, pin, python, stop, wait_http  # noqa: E402
+from _common import ROOT, config_toml, corpus_file, free_port, fresh, median, pin, python, stop, wait_http  # noqa: E402
 
 TARGET = 0.85  # bridge throughput / bare handler throughput
 ENDPOINTS = [
@@ -49,26 +52,25 @@ BARE = r'''
 import json, os, sys
 from aiohttp import web
 spec = json.load(open(sys.argv[1]))
-port = int(sys.argv[2])
-os.sched_setaffinity(0, {0}) if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1 else None
-bodies = {path: (bytes.fromhex(b), ctype) for path, (b, ctype) in spec.items()}
+port, with_headers = int(sys.argv[2]), sys.argv[3] == "headers"
+if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
+    os.sched_setaffinity(0, {0})
+KEEP = ("Content-Type",) + (("ETag", "Cache-Control", "Access-Control-Allow-Origin", "X-Content-Type-Options")
+                            if with_headers else ())
+answers = {path: (bytes.fromhex(body), {k: v for k, v in headers.items() if k in KEEP})
+           for path, (body, headers) in spec.items()}
 
 def handler_for(path):
+    plain, jsonp = answers[path], answers.get(path + "?callback=cb")
     async def handler(request):
-        body, ctype = bodies[path]
-        return web.Response(body=body, headers={"Content-Type": ctype})
+        # One path serves JSON and JSONP: the least a server can do is look at the raw query.
+        body, headers = jsonp if jsonp is not None and request.query_string else plain
+        return web.Response(body=body, headers=headers)
     return handler
 
 app = web.Application()
-for path in {p.split("?")[0] for p in bodies}:
+for path in {p for p in answers if "?" not in p}:
     app.router.add_get(path, handler_for(path))
-async def jsonp(request):
-    # The same path serves JSON and JSONP: pick by the query, like the bridge (and nothing more).
-    key = "/api/services.json?callback=cb" if "callback" in request.query else "/api/services.json"
-    body, ctype = bodies[key]
-    return web.Response(body=body, headers={"Content-Type": ctype})
-app.router._resources = [r for r in app.router._resources if r.canonical != "/api/services.json"]
-app.router.add_get("/api/services.json", jsonp)
 web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 '''
 
@@ -124,8 +126,8 @@ def main() -> None:
     """Start both servers, interleave wrk runs, print the comparison."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="1k", choices=["1k", "10k", "100k"], help="corpus behind the bridge")
-    ap.add_argument("--duration", type=int, default=3, help="seconds per wrk run (default 3)")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per endpoint and server (default 3)")
+    ap.add_argument("--duration", type=int, default=2, help="seconds per wrk run (default 2)")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds per endpoint, servers back to back (default 5)")
     ap.add_argument("--connections", type=int, default=8, help="wrk keep-alive connections (default 8)")
     ap.add_argument("--tmp", type=Path, help="directory for the decompressed corpus (default: a temp dir)")
     args = ap.parse_args()
@@ -136,13 +138,13 @@ def main() -> None:
         statusdat = tmp / "status.dat"
         statusdat.write_bytes(fresh(corpus_file(args.size, args.tmp or tmp).read_bytes()))
         (tmp / "bridge.toml").write_text(config_toml(statusdat))
-        bport, port = free_port(), free_port()
+        bport = free_port()
         bridge = subprocess.Popen(
             [python(), "-m", "bridge", "--log-level", "warning", "run", "-c", str(tmp / "bridge.toml"),
              "--db", str(tmp / "bridge.db"), "--listen", f"127.0.0.1:{bport}"],
             cwd=str(ROOT),
         )
-        bare = None
+        bares: dict[str, tuple[subprocess.Popen, str]] = {}
         try:
             pinned = pin(bridge.pid, 0)
             base = f"http://127.0.0.1:{bport}"
@@ -153,46 +155,59 @@ def main() -> None:
             for _, path, _ in ENDPOINTS:
                 status, body, headers = fetch(base + path)
                 assert status == 200, (path, status)
-                spec[path] = (body.hex(), headers["Content-Type"])
+                spec[path] = (body.hex(), headers)
                 etags[path] = headers["ETag"]
             assert fetch(base + "/api/services.json", etags["/api/services.json"])[0] == 304
             (tmp / "bare.json").write_text(json.dumps(spec))
-            bare = subprocess.Popen([python(), "-c", BARE, str(tmp / "bare.json"), str(port)], cwd=str(tmp))
-            wait_http(f"http://127.0.0.1:{port}/api/services.json", 30, bare)
-            assert fetch(f"http://127.0.0.1:{port}/api/v1/components")[1] == bytes.fromhex(spec["/api/v1/components"][0])
+            for mode in ("bare", "bare+headers"):
+                port = free_port()
+                proc = subprocess.Popen([python(), "-c", BARE, str(tmp / "bare.json"), str(port),
+                                         "headers" if mode.endswith("headers") else "plain"], cwd=str(tmp))
+                bares[mode] = (proc, f"http://127.0.0.1:{port}")
+                wait_http(bares[mode][1] + "/api/services.json", 30, proc)
+                for path, (body, _) in spec.items():
+                    assert fetch(bares[mode][1] + path)[1] == bytes.fromhex(body), (mode, path)
             results: dict[tuple[str, str], list[dict]] = {}
             for _ in range(args.rounds):
                 for name, path, etag in ENDPOINTS:
                     header = f"If-None-Match: {etags[path]}" if etag else None
+                    # The baselines have no ETags: their figure for the 304 line is their plain 200.
+                    proc, url = bares["bare"]
+                    results.setdefault((name, "bare"), []).append(run_wrk(url + path, args, None, proc.pid))
                     results.setdefault((name, "bridge"), []).append(run_wrk(base + path, args, header, bridge.pid))
-                    # The baseline has no ETags: its figure for the 304 line is its plain 200.
-                    results.setdefault((name, "bare"), []).append(
-                        run_wrk(f"http://127.0.0.1:{port}{path}", args, None, bare.pid))
+                    proc, url = bares["bare+headers"]
+                    results.setdefault((name, "bare+headers"), []).append(run_wrk(url + path, args, None, proc.pid))
         finally:
             stop(bridge)
-            if bare is not None:
-                stop(bare)
+            for proc, _ in bares.values():
+                stop(proc)
     print(f"python {sys.version.split()[0]} on {os.cpu_count()} cores; "
           f"{'servers on CPU 0, wrk on CPU 1' if pinned else 'not pinned'}; "
-          f"wrk -t1 -c{args.connections} -d{args.duration}s, best of {args.rounds} interleaved rounds; "
-          "numbers are noisy on a shared machine")
-    print(f"{'endpoint':22} {'bare req/s':>11} {'bridge req/s':>13} {'ratio':>6} {'bare p99':>9} {'bridge p99':>11}"
-          f" {'bare req/CPU-s':>15} {'bridge req/CPU-s':>17} {'ratio':>6}")
+          f"wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds, each running the three servers"
+          " back to back; medians over rounds (ratios are per round, then the median [range])")
+    print("bare: the same body and Content-Type only; bare+hdr: also the ETag, Cache-Control, CORS"
+          " (and nosniff) headers the feed contract requires. Numbers are noisy on a shared machine.")
+    print(f"{'endpoint':20} {'bare req/s':>10} {'bare+hdr':>9} {'bridge':>8} {'ratio [range]':>18} {'vs +hdr':>7}"
+          f" {'bare p99':>9} {'bridge p99':>10} {'ratio per CPU-s':>16}")
+    ratios: dict[str, float] = {}
     for name, _, _ in ENDPOINTS:
-        b = max(results[(name, "bare")], key=lambda r: r["rps"])
-        r = max(results[(name, "bridge")], key=lambda r: r["rps"])
-        bc = max(x["per_cpu"] for x in results[(name, "bare")])
-        rc = max(x["per_cpu"] for x in results[(name, "bridge")])
-        ratio = r["rps"] / b["rps"]
+        runs = {who: results[(name, who)] for who in ("bare", "bare+headers", "bridge")}
+        med = {who: median([r["rps"] for r in rs]) for who, rs in runs.items()}
+        paired = [r["rps"] / b["rps"] for r, b in zip(runs["bridge"], runs["bare"])]
+        vs_headers = median([r["rps"] / h["rps"] for r, h in zip(runs["bridge"], runs["bare+headers"])])
+        per_cpu = median([r["per_cpu"] / b["per_cpu"] for r, b in zip(runs["bridge"], runs["bare"])])
+        ratio = ratios[name] = median(paired)
+        p99 = {who: median([r["p99"] for r in rs]) for who, rs in runs.items()}
         verdict = "" if name.endswith("304") else f"  target >= {TARGET:.2f}: {'met' if ratio >= TARGET else 'MISSED'}"
-        print(f"{name:22} {b['rps']:11,.0f} {r['rps']:13,.0f} {ratio:6.2f} {b['p99'] * 1e3:7.2f}ms {r['p99'] * 1e3:9.2f}ms"
-              f" {bc:15,.0f} {rc:17,.0f} {rc / bc:6.2f}{verdict}")
-        bad = sum(x["bad"] for x in results[(name, "bridge")] + results[(name, "bare")])
+        print(f"{name:20} {med['bare']:10,.0f} {med['bare+headers']:9,.0f} {med['bridge']:8,.0f}"
+              f" {ratio:6.2f} [{min(paired):.2f}-{max(paired):.2f}] {vs_headers:7.2f}"
+              f" {p99['bare'] * 1e3:7.2f}ms {p99['bridge'] * 1e3:8.2f}ms {per_cpu:16.2f}{verdict}")
+        bad = sum(x["bad"] for rs in runs.values() for x in rs)
         if bad:
             print(f"  WARNING: {bad} answers were not 2xx/3xx")
-    plain = max(x["rps"] for x in results[("services.json", "bridge")])
-    revalidated = max(x["rps"] for x in results[("services.json 304", "bridge")])
-    print(f"304 revalidation vs a full 200 on the bridge: {revalidated / plain:.2f}x the requests/s")
+    revalidated = median([a["rps"] / b["rps"] for a, b in zip(results[("services.json 304", "bridge")],
+                                                              results[("services.json", "bridge")])])
+    print(f"304 revalidation vs a full 200 on the bridge: {revalidated:.2f}x the requests/s")
 
 
 if __name__ == "__main__":

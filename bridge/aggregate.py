@@ -274,6 +274,60 @@ def _component_status(component: Component, data: StatusData, matcher: Matcher) 
     return _combine_counts(counts, component.rule, component.quorum), matched
 
 
+def explaining_times(component: Component, data: StatusData, status: Status, matcher: Matcher) -> list[float]:
+    """bridge.history.explaining_times(component, matched keys, data, status), from the per-data table.
+
+    The last_state_change of each matched check whose own status is `status` and whose state change
+    can explain it (not in a downtime, HARD unless the component counts SOFT states; a service's time is
+    at least its host's). Only the checks that qualify are visited one by one: the status of the rest
+    is decided per distinct status key, which matters when every component changes at once (start-up,
+    data fresh again) at 100k services.
+    """
+    memo = matcher.memo(data)
+    plan = memo.names.plan(component.checks, data)
+    r = _cached_rules(component)
+    hosts = data.hosts
+    out: list[float] = []
+    for h in plan.hosts:
+        chk = hosts.get(h)
+        if chk is None or not chk.has_been_checked or chk.downtime_depth > 0:
+            continue
+        if (chk.state_type == 0 and not r.soft) or _own(chk, r, r.host) != status:
+            continue
+        if chk.last_state_change > 0:
+            out.append(float(chk.last_state_change))
+    if not plan.positions:
+        return out
+    # Positions to states through the names (no per-data list: a memo must never hold states alive).
+    table, keys, services = _table(memo, data), memo.names.service_list, data.services
+    codes = table.codes
+    # Per status key: could such a service explain `status` at all (checked, no own downtime, hard)?
+    usable = [checked and depth <= 0 and (state_type != 0 or r.soft)
+              for depth, checked, state_type, _, _ in table.keys]  # fmt: skip
+    own = [_key_slot(key, r, _SLOT) == _SLOT[status] for key in table.keys]
+    for h, positions in plan.services_by_host:
+        host = hosts.get(h)
+        if host is not None and host.downtime_depth > 0:
+            continue  # entering a host downtime dates nothing
+        effect = _host_effect(host, r)
+        if effect is not None:
+            if effect != status:
+                continue
+            picked = [p for p in positions if usable[codes[p]]]
+        else:
+            picked = [p for p in positions if usable[codes[p]] and own[codes[p]]]
+        if not picked:
+            continue
+        floor = host.last_state_change if host is not None and host.has_been_checked else None
+        for p in picked:
+            when = services[keys[p]].last_state_change
+            if floor is not None and floor > when:
+                when = floor
+            if when > 0:
+                out.append(float(when))
+    return out
+
+
 def prepare(data: StatusData, config: Config, matcher: Matcher) -> None:
     """Do the heavy part of aggregate(data, ...) ahead, e.g. in a worker thread: resolve and count every component."""
     for comp in config.components():

@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from bridge.aggregate import aggregate, prepare
+from bridge.aggregate import aggregate, explaining_times, prepare
 from bridge.config import Config
 from bridge.history import EFFECTIVE, MONITORED, UNKNOWN, HistoryRecorder, Key, Record, place
-from bridge.history import explaining_times, override_times
+from bridge.history import override_times
 from bridge.matching import CheckKey, Matcher
 from bridge.merge import SourceView, merge
 from bridge.model import ComponentView, GroupView, SourceHealth, Snapshot, Status, StatusData
@@ -44,11 +44,13 @@ def _free_in_steps(box: list[StatusData]) -> None:
         time.sleep(0.005)
     else:
         return  # still referenced (a test, a merge): it is freed with its last reference, as usual
-    for table in (data.services, data.hosts):
+    for name in ("services", "hosts"):
+        table = getattr(data, name)
         if sys.getrefcount(table) <= 3:  # the StatusData's attribute, `table`, the argument
             pop = table.popitem
             for _ in range(len(table)):
                 pop()
+            del pop
         del table
 
 
@@ -271,7 +273,7 @@ class Live:
         # The newest state change among the checks that now explain the status; an ended override may too.
         times = explained.get(c.id)
         if times is None:
-            times = explained[c.id] = explaining_times(comp, self.matcher.resolve(comp, data), data, c.monitored_status)
+            times = explained[c.id] = explaining_times(comp, data, c.monitored_status, self.matcher)
         return place(prev, times + ends if kind == EFFECTIVE else times, data.created, now)
 
     def _stale_since(self, now: float) -> float:

@@ -162,7 +162,9 @@ class Memo:
     def __init__(self, data: StatusData, names: Names) -> None:
         self.ref = weakref.ref(data)
         self.names = names
-        self.values: dict[Any, Any] = {}  # owned by the callers (aggregate): per-data derived values
+        # Owned by the callers (aggregate): per-data derived values. Never the data's states themselves:
+        # a memo outlives its data by one generation, and would keep 100k states alive meanwhile.
+        self.values: dict[Any, Any] = {}
 
 
 class Matcher:

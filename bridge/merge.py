@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -60,7 +61,7 @@ def merge(views: Sequence[SourceView]) -> Merged:
         return Merged(None, health, frozenset())
     if len(with_data) == 1:
         only = with_data[0]
-        stale = frozenset(_keys(only.data)) if only.health.stale else only.stale_keys
+        stale = _all_keys(only.data) if only.health.stale else only.stale_keys
         return Merged(only.data, health, stale)
     hosts: dict[str, CheckState] = {}
     services: dict[tuple[str, str], CheckState] = {}
@@ -111,6 +112,23 @@ def _annotate(
             services[(host, service)] = services[(host, service)]._replace(
                 downtime_depth=best.downtime_depth, acknowledged=best.acknowledged
             )
+
+
+# The last StatusData whose keys were all marked stale, and that set: while a sole source stays stale,
+# every rebuild (ticks, notices) would otherwise rebuild a 100k-key set on the event loop.
+_all_stale: tuple[weakref.ref[StatusData], frozenset[CheckKey]] | None = None
+
+
+def _all_keys(data: StatusData | None) -> frozenset[CheckKey]:
+    """frozenset(_keys(data)), remembered for the last data object."""
+    global _all_stale
+    last = _all_stale
+    if data is not None and last is not None and last[0]() is data:
+        return last[1]
+    keys = frozenset(_keys(data))
+    if data is not None:
+        _all_stale = (weakref.ref(data), keys)
+    return keys
 
 
 def _keys(data: StatusData | None) -> list[CheckKey]:

@@ -200,9 +200,10 @@ def _settled(path: Path, sig: Signature, mtime: float, previous_inode: int | Non
     A copy in place (temp_file on another filesystem) cut exactly after a complete block parses
     as a valid, smaller file and would show checks as missing. A rename always brings a new inode
     (the temp file is created while the old file still holds its inode), so only a same-inode
-    (or first) read waits until the file has been quiet for `settle` seconds.
+    read waits until the file has been quiet for `settle` seconds. The first read does not wait:
+    start-up should serve at once, and there is no earlier good data a partial file could replace.
     """
-    if settle <= 0 or (previous_inode is not None and previous_inode != sig[0]):
+    if settle <= 0 or previous_inode is None or previous_inode != sig[0]:
         return True
     quiet_for = time.time() - mtime
     if quiet_for >= settle:
@@ -252,7 +253,7 @@ class StatusDatTailer:
         on_change: Callable[[], None],
         *,
         clock: Callable[[], float] = time.time,
-        debounce: float = 0.05,
+        debounce: float = 0.02,
         parse: Callable[[bytes | bytearray], StatusData] | None = None,
         poll_interval: float = 2.0,
         dir_poll_interval: float = 1.0,

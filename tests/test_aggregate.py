@@ -357,3 +357,79 @@ def test_aggregate_100k_services_is_fast() -> None:
     assert sum(c.checks_matched for g in snap.groups for c in g.components) == 100_100
     # ~35 ms measured on the dev box; the bound only catches a return to per-call glob matching.
     assert best < 0.25
+
+
+# --- per-data counting, prepare() and explaining times (the fast paths must equal the plain rules) -------
+
+timed_services = st.builds(
+    cs, st.sampled_from(["a", "b", "c"]), st.sampled_from(["x", "y", "z"]), st.integers(-1, 4),
+    hard=st.booleans(), last_hard=st.integers(0, 3), checked=st.booleans(), downtime=st.sampled_from([0, 0, 1]),
+    last_state_change=st.sampled_from([0, 100, 200, 300]))
+timed_hosts = st.builds(
+    cs, st.sampled_from(["a", "b", "c"]), st.none(), st.integers(0, 3),
+    hard=st.booleans(), last_hard=st.integers(0, 2), checked=st.booleans(), downtime=st.sampled_from([0, 0, 1]),
+    last_state_change=st.sampled_from([0, 150, 250]))
+
+
+@settings(max_examples=200)
+@given(st.lists(timed_services), st.lists(timed_hosts), st.booleans(), st.sampled_from(list(Status)))
+def test_explaining_times_agrees_with_history(svcs: list[CheckState], hosts: list[CheckState], soft: bool,
+                                              status: Status) -> None:
+    from bridge.aggregate import explaining_times
+    from bridge import history
+
+    data = StatusData(0.0, None, {h.host: h for h in hosts}, {(s.host, s.service): s for s in svcs})  # type: ignore[misc]
+    c = comp("c", CheckPattern("[ab]", "*"), CheckPattern("c"), CheckPattern("a"), soft_states=soft)
+    m = Matcher()
+    expected = history.explaining_times(c, m.resolve(c, data), data, status)
+    assert sorted(explaining_times(c, data, status, m)) == sorted(expected)
+
+
+def test_prepare_then_aggregate_equals_plain_aggregate() -> None:
+    from bridge.aggregate import prepare
+
+    data, config = synthetic(n_hosts=300, per_host=7)
+    m = Matcher()
+    prepare(data, config, m)
+    assert aggregate(data, FRESH, config, 0.0, m) == aggregate(data, FRESH, config, 0.0, Matcher())
+
+
+def test_counts_are_computed_once_per_data_object() -> None:
+    from bridge import aggregate as agg
+
+    data, config = synthetic(n_hosts=50, per_host=4)
+    m = Matcher()
+    component = config.groups[0].components[0]
+    first = agg.component_counts(component, data, m)
+    assert agg.component_counts(component, data, m) is first  # memoized for this StatusData object
+    same_names = StatusData(1.0, None, dict(data.hosts), dict(data.services))
+    again = agg.component_counts(component, same_names, m)
+    assert again == first and again is not first  # a new object is counted afresh (its states may differ)
+    assert m.memo(same_names).names is m.memo(data).names  # but its globs are not resolved again
+
+
+def test_prepare_in_a_thread_while_the_loop_aggregates_other_data() -> None:
+    import threading
+
+    from bridge.aggregate import prepare
+
+    old, config = synthetic(n_hosts=200, per_host=5)
+    new = StatusData(1.0, None, dict(old.hosts), {k: v._replace(current_state=2) for k, v in old.services.items()})
+    m = Matcher()
+    expected_old = aggregate(old, FRESH, config, 0.0, Matcher())
+    expected_new = aggregate(new, FRESH, config, 0.0, Matcher())
+    worker = threading.Thread(target=prepare, args=(new, config, m))
+    worker.start()
+    for _ in range(20):  # meanwhile the published (old) data keeps being aggregated
+        assert aggregate(old, FRESH, config, 0.0, m) == expected_old
+    worker.join()
+    assert aggregate(new, FRESH, config, 0.0, m) == expected_new
+    assert aggregate(old, FRESH, config, 0.0, m) == expected_old
+
+
+def test_plans_hold_no_gc_tracked_lists() -> None:
+    # 100 components x 500 hosts of position lists would be walked by every full collection.
+    data, config = synthetic(n_hosts=20, per_host=3)
+    plan = Matcher().plan(config.groups[0].components[0], data)
+    assert isinstance(plan.positions, tuple)
+    assert all(isinstance(positions, tuple) for _, positions in plan.services_by_host)

@@ -378,7 +378,9 @@ def test_store_scales_to_100k_keys():
     store.view(1000.0)
     view = time.perf_counter() - start
     assert len(store) == 100_000
-    assert first < 2.0 and second < 1.0 and view < 0.5, (first, second, view)
+    # A guard against quadratic work (which would take hours here), not a speed target: those live
+    # in bench/ingest.py. Generous so a loaded CI machine does not fail it.
+    assert first < 10.0 and second < 5.0 and view < 2.5, (first, second, view)
 
 
 # -- never a 500 ---------------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ import math
 import random
 import re
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import bridge.statusdat as statusdat_module
 from bridge.model import CheckState, StatusData
 from bridge.statusdat import StatusDatError, parse
 
@@ -679,3 +682,89 @@ def test_parse_leaves_gc_enabled() -> None:
     with pytest.raises(StatusDatError):
         parse(b"junk\n")
     assert gc.isenabled()
+
+
+# --- chunked conversion (the event loop's share of the GIL while a big file parses) -------
+
+@contextmanager
+def chunk_blocks(n: int) -> Iterator[None]:
+    """Convert the columns every n blocks while inside (hypothesis tests cannot take monkeypatch)."""
+    saved = statusdat_module.CHUNK_BLOCKS
+    statusdat_module.CHUNK_BLOCKS = n
+    try:
+        yield
+    finally:
+        statusdat_module.CHUNK_BLOCKS = saved
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 64])
+def test_tiny_chunks_give_the_same_result(small_corpus: bytes, parsed_small: StatusData, n: int) -> None:
+    with chunk_blocks(n):
+        got = parse(small_corpus)
+    assert got == parsed_small
+    assert list(got.services) == list(parsed_small.services)  # same order too
+    assert list(got.hosts) == list(parsed_small.hosts)
+
+
+def test_duplicates_across_chunks_keep_dict_semantics() -> None:
+    # The later block wins, the first one's position stays: exactly what one dict build does.
+    data = statusdat(host("a"), service("a", "S", current_state=1), service("a", "T"), service("a", "S", current_state=2))
+    for n in (1, 2, 3, 100):
+        with chunk_blocks(n):
+            got = parse(data)
+        assert list(got.services) == [("a", "S"), ("a", "T")]
+        assert got.services[("a", "S")].current_state == 2
+
+
+@FUZZ
+@given(mutated(), st.sampled_from([1, 2, 3]))
+def test_fuzz_mutations_with_tiny_chunks_agree_with_naive_parser(data: bytes, n: int) -> None:
+    with chunk_blocks(n):
+        check_against_naive(data)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(["nagios", "reordered", "pending"]), min_size=1, max_size=12),
+       st.sampled_from([1, 2, 3]))
+def test_relearning_layouts_across_chunks(kinds: list[str], n: int) -> None:
+    blocks = [host("h")]
+    for i, kind in enumerate(kinds):
+        svc = service("h", f"S{i}", current_state=i % 4)
+        if kind == "reordered":
+            lines = svc.split(b"\n")
+            svc = b"\n".join([lines[0], *reversed(lines[1:-3]), *lines[-3:]])
+        elif kind == "pending":
+            svc = b"\n".join(line for line in svc.split(b"\n")
+                             if not line.startswith((b"\tplugin_output", b"\tlong_plugin")))
+        blocks.append(svc)
+    data = statusdat(*blocks)
+    with chunk_blocks(n):
+        assert len(parse(data).services) == len(kinds)
+        check_against_naive(data)
+
+
+def test_states_are_not_tracked_by_the_cyclic_gc(parsed_small: StatusData) -> None:
+    import gc
+
+    if statusdat_module._UNTRACK is None:
+        pytest.skip("no ctypes access to PyObject_GC_UnTrack on this interpreter")
+    # CPython never untracks tuple subclasses itself; 100k tracked states made every full
+    # collection walk them (tens of ms on the event loop).
+    assert not any(map(gc.is_tracked, parsed_small.services.values()))
+    assert not any(map(gc.is_tracked, parsed_small.hosts.values()))
+    gc.collect()  # and nothing breaks when the collector runs over them
+    assert parsed_small.services == parse(corpus("status-1k.dat.gz")).services
+
+
+def test_host_names_are_one_str_per_host(parsed_small: StatusData) -> None:
+    by_id = {id(h) for h in parsed_small.hosts}
+    assert {id(h) for h, _ in parsed_small.services} <= by_id
+    assert {id(s.host) for s in parsed_small.services.values()} <= by_id
+
+
+def test_bytearray_is_parsed_in_place(small_corpus: bytes, parsed_small: StatusData) -> None:
+    raw = bytearray(small_corpus)
+    got = parse(raw)
+    assert got == parsed_small
+    assert raw == small_corpus  # untouched
+    assert all(type(s.plugin_output) is str and type(s.host) is str for s in got.services.values())

@@ -401,3 +401,85 @@ def test_renamed_file_is_taken_without_waiting(tmp_path: Path) -> None:
     outcome = read_and_parse(path, parse, None, old_inode, settle=5.0)
     assert outcome.data is not None
     assert time.monotonic() - started < 2.0
+
+
+# --- reading, preparing and the GIL (issue 8) -------------------------------------------
+
+def test_read_all_in_small_steps_equals_one_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge import tail
+
+    blob = os.urandom(100_000) + statusdat(T0)
+    p = tmp_path / "f"
+    p.write_bytes(blob)
+    for step in (1, 7, 4096, 1 << 20):
+        monkeypatch.setattr(tail, "READ_CHUNK", step)
+        with open(p, "rb", buffering=0) as f:
+            got = tail.read_all(f)
+        assert got == blob and isinstance(got, bytearray)
+    p.write_bytes(b"")
+    with open(p, "rb", buffering=0) as f:
+        assert tail.read_all(f) == b""
+
+
+def test_read_and_parse_prepares_in_the_worker(path: Path) -> None:
+    import threading
+
+    from bridge.statusdat import parse
+    from bridge.tail import read_and_parse
+
+    seen: list[tuple[StatusData, str]] = []
+    outcome = read_and_parse(path, parse, lambda data: seen.append((data, threading.current_thread().name)))
+    assert outcome.data is not None and outcome.error is None
+    assert seen == [(outcome.data, threading.current_thread().name)]  # same thread as the parse
+
+
+def test_a_failing_prepare_keeps_the_good_data(path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from bridge.statusdat import parse
+    from bridge.tail import read_and_parse
+
+    def broken(data: StatusData) -> None:
+        raise RuntimeError("bug in prepare")
+
+    outcome = read_and_parse(path, parse, broken)
+    assert outcome.data is not None and outcome.data.created == T0
+    assert "preparing" in caplog.text
+
+
+def test_a_bad_parse_is_not_prepared(path: Path) -> None:
+    from bridge.statusdat import parse
+    from bridge.tail import read_and_parse
+
+    path.write_bytes(statusdat(T0)[:-10])  # truncated mid-write
+    called: list[StatusData] = []
+    outcome = read_and_parse(path, parse, called.append)
+    assert outcome.data is None and outcome.error and not called
+
+
+async def test_tailer_prepares_every_good_parse_before_publishing(path: Path) -> None:
+    prepared: list[float] = []
+    published: list[float] = []
+
+    h = Harness(path, prepare=lambda data: prepared.append(data.created))
+    h.on_change = lambda: published.append(h.created() or 0.0)  # type: ignore[method-assign]
+    h.tailer.on_change = h.on_change
+    async with h:
+        await until(lambda: h.created() == T0)
+        write_atomic(path, statusdat(T0 + 5))
+        await until(lambda: h.created() == T0 + 5)
+    assert prepared[:2] == [T0, T0 + 5]
+    assert set(published) <= set(prepared)  # nothing was published unprepared
+
+
+async def test_switch_interval_is_lowered_while_tailing_and_restored(path: Path) -> None:
+    import sys
+
+    from bridge.tail import SWITCH_INTERVAL
+
+    before = sys.getswitchinterval()
+    async with Harness(path) as h:
+        await until(lambda: h.created() == T0)
+        assert sys.getswitchinterval() == min(SWITCH_INTERVAL, before)
+        async with Harness(path) as second:  # a reload briefly runs two tailers
+            await until(lambda: second.created() == T0)
+        assert sys.getswitchinterval() == min(SWITCH_INTERVAL, before)
+    assert sys.getswitchinterval() == before
