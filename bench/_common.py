@@ -47,16 +47,6 @@ def fresh(data: bytes, created: int | None = None) -> bytes:
     return _CREATED.sub(b"\n\tcreated=%d\n" % stamp, data, count=1)
 
 
-def write_like_nagios(path: Path, data: bytes) -> None:
-    """Write a temp file in the same directory, fsync it, rename it over path (what Nagios 4 does)."""
-    tmp = path.with_name(f"nagios.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
-
-
 def _has_setting(name: str) -> bool:
     """Whether this checkout's Config knows a setting (the bench runs across versions)."""
     from bridge.config import Config

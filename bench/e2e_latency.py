@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import config_toml, corpus_file, fresh, median, pct, pin, python, stop, wait_http  # noqa: E402
+from _common import config_toml, corpus_file, free_port, fresh, median, pct, pin, python, stop, wait_http  # noqa: E402
 
 import aiohttp  # noqa: E402
 
@@ -180,7 +180,7 @@ def run_size(size: str, args: argparse.Namespace, tmp: Path) -> dict:
     config = config_toml(statusdat, probe=(host, service))
     (work / "bridge.toml").write_text(config)
     bare = bare_parse_seconds(statusdat)
-    port = int(args.port or 0) or __import__("_common").free_port()
+    port = args.port or free_port()
     url = f"http://127.0.0.1:{port}/api/services.json"
     proc = subprocess.Popen(
         [python(), "-m", "bridge", "--log-level", "warning", "run", "-c", str(work / "bridge.toml"),

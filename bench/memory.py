@@ -16,9 +16,7 @@ parsed, the old snapshot is still published, so the peak is the steady state plu
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile

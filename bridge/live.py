@@ -182,7 +182,9 @@ class Live:
 
     def set_config(self, config: Config) -> None:
         """Swap the configuration (reload) and republish."""
-        self.config, self.matcher = config, Matcher()
+        # The Matcher stays: its caches are keyed by the patterns and state maps, never by component
+        # ids, so components a reload leaves alone are not re-resolved and re-counted on the loop.
+        self.config = config
         self._components = {c.id: c for c in config.components()}
         self.published = self._build(self.clock())
 

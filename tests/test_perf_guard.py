@@ -261,3 +261,20 @@ def test_per_data_caches_never_hold_states_alive() -> None:
         for status in Status:
             explaining_times(comp, data, status, live.matcher)
     assert [sys.getrefcount(s) for s in states] == before
+
+
+def test_a_reload_recounts_only_what_it_changed() -> None:
+    from bridge import aggregate as agg
+
+    config = config_100()
+    live = Live(config)
+    data = statusdat.parse(synthetic(hosts=100, per_host=3))
+    live.prepare(data)
+    live.update(data, SourceHealth(stale=False, data_created=CREATED))
+    kept = config.groups[0].components[1]
+    counted = agg.component_counts(kept, data, live.matcher)
+    changed = Component("c0", "C0", "g0", checks=(CheckPattern("h0000?", "svc-00[01]"),))
+    groups = (Group("g0", "G0", components=(changed, *config.groups[0].components[1:])), *config.groups[1:])
+    live.set_config(Config(groups=groups))
+    assert agg.component_counts(kept, data, live.matcher) is counted  # not recomputed
+    assert live.snapshot.groups[0].components[0].checks_matched == 10 * 2 + 0  # the new patterns apply
