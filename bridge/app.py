@@ -13,18 +13,11 @@ from aiohttp import web
 from bridge.admin import add_admin_routes
 from bridge.config import Network
 from bridge.history import HistoryRecorder
-from bridge.http import (
-    INFLIGHT,
-    LISTENERS,
-    InFlight,
-    Listeners,
-    error_middleware,
-    listener_middleware,
-)
+from bridge.front import INFLIGHT, LISTENERS, InFlight, Listeners, front_middleware
 from bridge.keys import DB, HEALTH, LIVE, REFRESH, REGISTRY, SETTINGS
 from bridge.logs import StateLoggingLive
 from bridge.metrics import SnapshotCollector, make_registry
-from bridge.ratelimit import LimiterCollector, RateLimiter, ratelimit_middleware
+from bridge.ratelimit import LimiterCollector, RateLimiter
 from bridge.reload import SOURCES, Sources, sources_ctx
 from bridge.schedule import SCHEDULER, Scheduler, scheduler_ctx
 from bridge.settings import Settings
@@ -48,9 +41,8 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
         """Read per request from the live config, so a reload changes the limits at once."""
         return live.config.rate_limit, live.config.burst, live.config.trusted_proxies
 
-    limit = ratelimit_middleware(limiter, limits, listeners.on_admin)
     inflight = InFlight()  # a graceful stop waits for the requests it counts
-    app = web.Application(middlewares=[inflight.middleware, error_middleware, listener_middleware, limit])
+    app = web.Application(middlewares=[front_middleware(inflight, listeners, limiter, limits)])
     app[INFLIGHT] = inflight
     app[SETTINGS] = settings
     app[LIVE] = live

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, StateSetMetricFamily
 from prometheus_client.registry import Collector
 
@@ -117,4 +117,8 @@ def make_registry(collector: Collector) -> CollectorRegistry:
     """A private registry per app, so tests and several apps in one process never collide."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(collector)
+    # The standard process_* and python_* families every Prometheus exporter has (RSS, CPU, fds, GC).
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
     return registry

@@ -6,7 +6,7 @@ import ipaddress
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -15,15 +15,8 @@ from bridge.config import Network
 from bridge.http import error_response
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 MAX_CLIENTS = 50_000  # buckets kept at most (~250 B each): a flood of new addresses cannot grow memory
-EXEMPT = frozenset({"/healthz", "/metrics"})  # probes and scrapers poll on a schedule; both are cheap
-# Pushes carry their own token; only rejected attempts are limited (so a Nagios pushing hundreds of
-# results a second is never throttled, while token guessing is).
-PUSH_PREFIXES = ("/api/v1/check-results", "/nrdp")
-DENIED = frozenset({401, 403})
-
 
 class RateLimiter:
     """Token buckets: `rate` tokens/s up to `burst`, one per request; LRU-bounded, idle full buckets dropped."""
@@ -174,42 +167,6 @@ def too_many(wait: float, rate: float, burst: int) -> web.Response:
     )
     resp.headers["Retry-After"] = str(retry)
     return resp
-
-
-def ratelimit_middleware(
-    limiter: RateLimiter, limits: Callable[[], tuple[float, int, Sequence[Network]]], on_admin: Callable[[web.Request], bool]
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """Middleware limiting public requests per client; limits() gives (rate, burst, trusted) of the live config."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Charge the client's bucket, or answer 429."""
-        rate, burst, trusted = limits()
-        if rate != limiter.rate or burst != limiter.burst:
-            limiter.configure(rate, burst)  # a reload changed them
-        path = request.path
-        if rate <= 0 or path in EXEMPT or on_admin(request):
-            return await handler(request)
-        client = request_client(request, trusted)
-        if path.startswith(PUSH_PREFIXES):
-            key = ("push", client)
-            if wait := limiter.wait(key):
-                limiter.limited_total += 1
-                return too_many(wait, rate, burst)
-            try:
-                resp = await handler(request)
-            except web.HTTPException as e:
-                if e.status in DENIED:
-                    limiter.take(key)
-                raise
-            if resp.status in DENIED:
-                limiter.take(key)
-            return resp
-        if wait := limiter.take(client):
-            return too_many(wait, rate, burst)
-        return await handler(request)
-
-    return middleware
 
 
 class LimiterCollector:

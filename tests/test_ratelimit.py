@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from bridge.app import make_app
 from bridge.config import parse_config
 from bridge.daemon import bind
-from bridge.http import LISTENERS
+from bridge.front import LISTENERS
 from bridge.ratelimit import RateLimiter, client_ip
 from bridge.settings import Settings
 from tests.conftest import free_port
@@ -94,7 +94,7 @@ def test_client_ip(peer: str | None, xff: list[str], expected: str) -> None:
 
 def config(http: str) -> Settings:
     """Settings with only an [http] section; no background sources."""
-    return Settings(parse_config(f"[http]\n{http}\n"), watch=False, push_tokens=("push-ok",))
+    return Settings(parse_config(f"[http]\n{http}\n"), watch=False, push_tokens=("push-ok",), admin_tokens=("adm-ok",))
 
 
 @pytest.fixture
@@ -159,6 +159,18 @@ async def test_pushes_with_a_good_token_are_never_limited(server: TestServer) ->
         headers = {"Authorization": "Bearer push-ok", "X-Forwarded-For": "198.51.100.7"}
         async with session.post(url, json=body, headers=headers) as resp:
             assert resp.status == 200
+
+
+async def test_admin_requests_with_a_good_token_are_never_limited(server: TestServer) -> None:
+    # A script posting incident updates during an outage must not meet a 429; token guessing must.
+    url = str(server.make_url("/api/v1/admin/notices"))
+    async with aiohttp.ClientSession() as session:
+        assert [(await _get(session, url, Authorization="Bearer adm-ok"))[0] for _ in range(25)] == [200] * 25
+        bad = [(await _get(session, url, Authorization="Bearer guess"))[0] for _ in range(22)]
+        assert bad == [403] * 20 + [429] * 2
+        assert (await _get(session, url, Authorization="Bearer adm-ok"))[0] == 429
+        # The public feed is charged to its own bucket, untouched by the admin requests.
+        assert (await _get(session, str(server.make_url("/api/services.json"))))[0] == 200
 
 
 async def test_rate_limit_zero_turns_it_off() -> None:

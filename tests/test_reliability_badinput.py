@@ -258,7 +258,7 @@ def assert_error_shape(route_nrdp: bool, status: int, headers: dict[str, str], b
 
 
 def no_errors_logged(caplog: pytest.LogCaptureFixture) -> None:
-    """Nothing at ERROR or above (error_middleware logs every unhandled exception there)."""
+    """Nothing at ERROR or above (the front middleware logs every unhandled exception there)."""
     bad = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
     assert not bad, [r.getMessage() for r in bad]
 
