@@ -5,39 +5,20 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import re
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
 
-from bridge.admin_input import (
-    InputError,
-    component_ids,
-    known_ids,
-    parse_components,
-    parse_notice,
-    parse_notice_patch,
-    parse_override,
-    parse_update,
-)
+from bridge import admin_ops as ops
+from bridge.admin_input import InputError, component_ids, known_ids, parse_components, parse_notice, parse_override
 from bridge.auth import admin_auth_error as _auth_error
 from bridge.http import ApiError
 from bridge.keys import DB, LIVE, REFRESH, SETTINGS
 from bridge.notices import Notice, Override, timeline_state
-from bridge.storage import (
-    add_update,
-    create_notice,
-    create_override,
-    delete_override,
-    get_notice,
-    list_notices,
-    list_overrides,
-    update_notice,
-    write_transaction,
-)
+from bridge.render.sorry import iso_ms
+from bridge.storage import list_notices, list_overrides
 
 log = logging.getLogger("bridge.admin")
 
@@ -45,14 +26,6 @@ PREFIX = "/api/v1/admin"
 MAX_BODY = 64 * 1024
 ID = re.compile(r"[0-9]{1,15}")  # anything longer would overflow SQLite's INTEGER: answer 404, not 500
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def iso_ms(epoch: float | None) -> str | None:
-    """Epoch seconds as ISO-8601 UTC with milliseconds and Z (Sorry style), None when absent."""
-    if epoch is None or not math.isfinite(epoch):
-        return None
-    moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def notice_json(n: Notice, now: float, recent_days: float = 7.0) -> dict[str, Any]:
@@ -99,7 +72,7 @@ def override_json(o: Override, now: float) -> dict[str, Any]:
 
 
 def admin(handler: Handler) -> Handler:
-    """Require a bearer token; turn InputError into a 422 naming the field; no caching of admin answers."""
+    """Require a bearer token; InputError is a 422 naming the field, NotFound a 404; no caching of admin answers."""
 
     @functools.wraps(handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:
@@ -110,6 +83,8 @@ def admin(handler: Handler) -> Handler:
             resp = await handler(request)
         except InputError as e:
             raise ApiError(422, e.message, e.field) from None
+        except ops.NotFound as e:
+            raise ApiError(404, str(e), "id") from None
         resp.headers["Cache-Control"] = "no-store"
         return resp
 
@@ -172,11 +147,6 @@ def _refresh(request: web.Request) -> None:
         log.exception("admin: refresh after write failed")
 
 
-def _not_found(what: str, ident: int) -> ApiError:
-    """404 for an unknown id."""
-    return ApiError(404, f"no {what} {ident}", "id")
-
-
 @admin
 async def notices_list(request: web.Request) -> web.Response:
     """GET /api/v1/admin/notices: every notice, newest first."""
@@ -188,17 +158,7 @@ async def notices_list(request: web.Request) -> web.Response:
 async def notices_create(request: web.Request) -> web.Response:
     """POST /api/v1/admin/notices: create a notice with its first update."""
     spec = parse_notice(await read_json(request), known_ids(request.app[LIVE].config))
-    notice = create_notice(
-        request.app[DB],
-        type=spec.type,
-        subject=spec.subject,
-        state=spec.state,
-        content=spec.content,
-        now=_now(request),
-        components=spec.components,
-        begins_at=spec.begins_at,
-        ends_at=spec.ends_at,
-    )
+    notice = ops.add_notice(request.app[DB], spec, _now(request))
     log.info("admin: created notice %d (%s, %s)", notice.id, notice.type, notice.state)
     _refresh(request)
     resp = _notice_reply(request, notice, 201)
@@ -209,11 +169,7 @@ async def notices_create(request: web.Request) -> web.Response:
 @admin
 async def notices_get(request: web.Request) -> web.Response:
     """GET /api/v1/admin/notices/{id}."""
-    notice_id = _id(request, "notice")
-    notice = get_notice(request.app[DB], notice_id)
-    if notice is None:
-        raise _not_found("notice", notice_id)
-    return _notice_reply(request, notice)
+    return _notice_reply(request, ops.read_notice(request.app[DB], _id(request, "notice")))
 
 
 @admin
@@ -221,19 +177,10 @@ async def notices_patch(request: web.Request) -> web.Response:
     """PATCH /api/v1/admin/notices/{id}: subject, begins_at, ends_at, components."""
     notice_id = _id(request, "notice")
     body = await read_json(request)
-    db = request.app[DB]
-    # Read, validate against the stored schedule and write under one write lock: no lost update.
-    with write_transaction(db):
-        notice = get_notice(db, notice_id)
-        if notice is None:
-            raise _not_found("notice", notice_id)
-        patch = parse_notice_patch(body, known_ids(request.app[LIVE].config), notice)
-        updated = update_notice(db, notice_id, now=_now(request), components=patch.components, **patch.fields)
-    assert updated is not None
-    changed = [*patch.fields, *(["components"] if patch.components is not None else [])]
-    log.info("admin: changed notice %d (%s)", notice_id, ", ".join(changed))
+    patched = ops.patch_notice(request.app[DB], notice_id, body, known_ids(request.app[LIVE].config), _now(request))
+    log.info("admin: changed notice %d (%s)", notice_id, ", ".join(patched.fields))
     _refresh(request)
-    return _notice_reply(request, updated)
+    return _notice_reply(request, patched.notice)
 
 
 @admin
@@ -241,14 +188,7 @@ async def notices_add_update(request: web.Request) -> web.Response:
     """POST /api/v1/admin/notices/{id}/updates: {state, content}; the notice moves to that state."""
     notice_id = _id(request, "notice")
     body = await read_json(request)
-    db = request.app[DB]
-    with write_transaction(db):
-        notice = get_notice(db, notice_id)
-        if notice is None:
-            raise _not_found("notice", notice_id)
-        update = parse_update(body, notice)
-        updated = add_update(db, notice_id, state=update.state, content=update.content, now=_now(request))
-    assert updated is not None
+    updated = ops.post_update(request.app[DB], notice_id, body, _now(request))
     log.info("admin: notice %d now %s", notice_id, updated.state)
     _refresh(request)
     return _notice_reply(request, updated, 201)
@@ -259,9 +199,7 @@ async def notices_put_components(request: web.Request) -> web.Response:
     """PUT /api/v1/admin/notices/{id}/components: {components: [...]} replaces the links."""
     notice_id = _id(request, "notice")
     components = parse_components(await read_json(request), known_ids(request.app[LIVE].config))
-    updated = update_notice(request.app[DB], notice_id, now=_now(request), components=components)
-    if updated is None:
-        raise _not_found("notice", notice_id)
+    updated = ops.set_components(request.app[DB], notice_id, components, _now(request))
     log.info("admin: notice %d components %s", notice_id, ",".join(components) or "(none)")
     _refresh(request)
     return _notice_reply(request, updated)
@@ -279,15 +217,7 @@ async def overrides_create(request: web.Request) -> web.Response:
     """POST /api/v1/admin/overrides: {component, status, starts_at?, ends_at?, reason}."""
     now = _now(request)
     spec = parse_override(await read_json(request), component_ids(request.app[LIVE].config), now)
-    override = create_override(
-        request.app[DB],
-        component_id=spec.component_id,
-        status=spec.status,
-        starts_at=spec.starts_at,
-        ends_at=spec.ends_at,
-        reason=spec.reason,
-        now=now,
-    )
+    override = ops.add_override(request.app[DB], spec, now)
     log.info("admin: created override %d (%s -> %s)", override.id, override.component_id, override.status.value)
     _refresh(request)
     resp = _reply("override", override_json(override, _now(request)), 201)
@@ -299,8 +229,7 @@ async def overrides_create(request: web.Request) -> web.Response:
 async def overrides_delete(request: web.Request) -> web.Response:
     """DELETE /api/v1/admin/overrides/{id}: 204, or 404 when unknown."""
     override_id = _id(request, "override")
-    if not delete_override(request.app[DB], override_id):
-        raise _not_found("override", override_id)
+    ops.remove_override(request.app[DB], override_id)
     log.info("admin: removed override %d", override_id)
     _refresh(request)
     return web.Response(status=204)

@@ -1,17 +1,15 @@
-"""Pure aggregation: monitored check states -> component, group and page Status -> Snapshot."""
+"""Pure aggregation: monitored check states -> component, group and page Status -> Snapshot, memoised per StatusData."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from itertools import islice
 from operator import itemgetter
-from typing import NamedTuple
 
-from bridge.config import DEFAULT_STATES, Component, Config
+from bridge.config import Component, Config
 from bridge.matching import Matcher, Memo
 from bridge.model import (
-    CheckState,
     ComponentView,
     GroupView,
     Snapshot,
@@ -19,162 +17,25 @@ from bridge.model import (
     Status,
     StatusData,
 )
-
-BANNER_UP = "Systems running smoothly"
-BANNER_PARTIAL = "Some problems reported"
-BANNER_DOWN = "Major problems reported"
-
-UP, PARTIAL, DOWN = Status.UP, Status.PARTIAL, Status.DOWN
-MAINTENANCE, NODATA = Status.MAINTENANCE, Status.NODATA
-
-_SERVICE_KEYS = ("ok", "warning", "critical", "unknown")  # indexed by Nagios service state
-_HOST_KEYS = ("host_up", "host_down", "host_unreachable")  # indexed by Nagios host state
-
-_HARD = 1
-
-
-class _Rules(NamedTuple):
-    """A component's state map flattened for the per-check hot loop."""
-
-    downtime: Status
-    pending: Status
-    service: dict[int, Status]  # service state number -> Status
-    host: dict[int, Status]  # host state number -> Status, for the host check itself
-    host_problem: dict[int, Status]  # host DOWN/UNREACHABLE -> Status imposed on its services
-    soft: bool
-
-
-def full_states(component: Component) -> dict[str, Status]:
-    """The component's state map with defaults filled in for keys it does not override."""
-    return {**DEFAULT_STATES, **component.states}
-
-
-def _rules(component: Component) -> _Rules:
-    """Precompute component's mapping so each check costs a few dict lookups."""
-    st = full_states(component)
-    return _Rules(
-        downtime=st["downtime"],
-        pending=st["pending"],
-        service={i: st[k] for i, k in enumerate(_SERVICE_KEYS)},
-        host={i: st[k] for i, k in enumerate(_HOST_KEYS)},
-        host_problem={1: st["host_down"], 2: st["host_unreachable"]},
-        soft=component.soft_states,
-    )
-
-
-def _own(check: CheckState, r: _Rules, table: dict[int, Status]) -> Status:
-    """A check's status from its own state (no downtime, no host influence)."""
-    if not check.has_been_checked:
-        return r.pending
-    state = check.current_state if r.soft or check.state_type == _HARD else check.last_hard_state
-    # A state number Nagios never writes means corrupt input: no claim, and certainly not DOWN.
-    return table.get(state, NODATA)
-
-
-def _host_effect(host: CheckState | None, r: _Rules) -> Status | None:
-    """What a service's host imposes on it (downtime or a host problem), or None."""
-    if host is None:
-        return None
-    if host.downtime_depth > 0:
-        return r.downtime
-    if not host.has_been_checked:
-        return None
-    state = host.current_state if r.soft or host.state_type == _HARD else host.last_hard_state
-    return r.host_problem.get(state)
-
-
-def _check(check: CheckState, host: CheckState | None, r: _Rules) -> Status:
-    """check_status with precomputed rules."""
-    # Declared maintenance outranks everything: a host rebooting in its downtime is not an outage.
-    if check.downtime_depth > 0:
-        return r.downtime
-    if check.service is None:
-        return _own(check, r, r.host)
-    effect = _host_effect(host, r)
-    return effect if effect is not None else _own(check, r, r.service)
-
-
-# id(component) -> (component, its rules): history asks check_status once per matched check.
-_RULES_CACHE: dict[int, tuple[Component, _Rules]] = {}
-
-
-def _cached_rules(component: Component) -> _Rules:
-    """_rules(component), remembered per component object (the entry keeps it alive, so its id stays its own)."""
-    hit = _RULES_CACHE.get(id(component))
-    if hit is not None and hit[0] is component:
-        return hit[1]
-    if len(_RULES_CACHE) >= 1024:  # config reloads make new components: forget the old ones
-        _RULES_CACHE.clear()
-    r = _rules(component)
-    _RULES_CACHE[id(component)] = (component, r)
-    return r
-
-
-def check_status(check: CheckState, host: CheckState | None, component: Component) -> Status:
-    """The Status one host or service check contributes to component (host: the service's host)."""
-    return _check(check, host, _cached_rules(component))
-
-
-# Count slots for the hot loop: list indexing is cheaper than a dict keyed by Status.
-_SLOTS = (UP, MAINTENANCE, PARTIAL, DOWN, NODATA)
-_SLOT = {s: i for i, s in enumerate(_SLOTS)}
-_NODATA_SLOT = _SLOT[NODATA]
-
-
-def _combine_counts(c: Sequence[int], rule: str, quorum: float) -> Status:
-    """combine() over counts indexed like _SLOTS (the NODATA slot is ignored)."""
-    up, maint, partial, down = c[0], c[1], c[2], c[3]
-    judged = up + maint + partial + down
-    if judged == 0:
-        return NODATA
-    problems = down + partial
-    if rule == "worst":
-        return DOWN if down else PARTIAL if partial else MAINTENANCE if maint else UP
-    if rule == "all":
-        if down == judged:
-            return DOWN
-        if problems:
-            return PARTIAL
-        return MAINTENANCE if maint else UP
-    if rule == "quorum":
-        # Cross-multiplied so "exactly at the threshold" is not lost to float division.
-        if up * 100 >= quorum * judged:
-            if up == judged:
-                return UP
-            return PARTIAL if problems else MAINTENANCE
-        # Below quorum is an outage only if something is actually down: degraded or
-        # maintained checks alone must never make the page say "Down".
-        return DOWN if down else PARTIAL if partial else MAINTENANCE
-    raise ValueError(f"unknown component rule {rule!r}")
-
-
-def combine(statuses: Sequence[Status], rule: str, quorum: float) -> Status:
-    """A component's Status from its checks' statuses by rule worst, all or quorum (percent up)."""
-    counts = [0] * len(_SLOTS)
-    for s in statuses:
-        counts[_SLOT[Status(s)]] += 1
-    return _combine_counts(counts, rule, quorum)
-
-
-def group_status(components: Sequence[Status]) -> Status:
-    """The Oxford group rule: all up -> UP, all down -> DOWN, all maintenance -> MAINTENANCE, else PARTIAL."""
-    judged = {s for s in components if s != NODATA}
-    if not judged:
-        return NODATA
-    if len(judged) == 1:
-        return next(iter(judged))
-    return PARTIAL
-
-
-def page_status(groups: Sequence[Status]) -> tuple[Status, str]:
-    """The page banner: UP when nothing is wrong, DOWN when every group is down, else PARTIAL."""
-    judged = {s for s in groups if s != NODATA}
-    if judged <= {UP}:
-        return UP, BANNER_UP
-    if judged == {DOWN}:
-        return DOWN, BANNER_DOWN
-    return PARTIAL, BANNER_PARTIAL
-
+from bridge.status_rules import (
+    HARD,
+    NODATA,
+    NODATA_SLOT,
+    SLOT,
+    SLOTS,
+    Rules,
+    cached_rules,
+    check_status_with,
+    combine_counts,
+    group_status,
+    host_effect,
+    own_status,
+    page_status,
+    rules_for,
+)
+from bridge.status_rules import (
+    check_status as check_status,  # re-exported: bridge.history imports it from here
+)
 
 # What a service's own status depends on, as one hashable key:
 # (downtime_depth, has_been_checked, state_type, current_state, last_hard_state).
@@ -213,16 +74,16 @@ def _table(memo: Memo, data: StatusData) -> _Table:
     return table
 
 
-def _key_slot(key: Key, r: _Rules, slot: Mapping[Status, int]) -> int:
+def _key_slot(key: Key, r: Rules, slot: Mapping[Status, int]) -> int:
     """The count slot of one service status key under rules r (no host influence)."""
     downtime_depth, checked, state_type, current, last_hard = key
     if downtime_depth > 0:
         return slot[r.downtime]
     if not checked:
         return slot[r.pending]
-    state = current if r.soft or state_type == _HARD else last_hard
+    state = current if r.soft or state_type == HARD else last_hard
     status = r.service.get(state)
-    return _NODATA_SLOT if status is None else slot[status]
+    return NODATA_SLOT if status is None else slot[status]
 
 
 def _rules_key(component: Component) -> tuple:
@@ -231,20 +92,20 @@ def _rules_key(component: Component) -> tuple:
 
 
 def component_counts(component: Component, data: StatusData, matcher: Matcher) -> tuple[tuple[int, ...], int]:
-    """(check counts by _SLOTS, matched checks) of one component, computed once per StatusData object."""
+    """(check counts by SLOTS, matched checks) of one component, computed once per StatusData object."""
     memo = matcher.memo(data)
     cache_key = _rules_key(component)
     hit = memo.values.get(cache_key)
     if hit is not None:
         return hit
     plan = memo.names.plan(component.checks, data)
-    r = _rules(component)
-    hosts, slot = data.hosts, _SLOT
-    counts = [0] * len(_SLOTS)
+    r = rules_for(component)
+    hosts, slot = data.hosts, SLOT
+    counts = [0] * len(SLOTS)
     for h in plan.hosts:
         check = hosts.get(h)
         if check is not None:
-            counts[slot[_check(check, None, r)]] += 1
+            counts[slot[check_status_with(check, None, r)]] += 1
     if plan.positions:
         table = _table(memo, data)
         at = table.codes.__getitem__
@@ -252,7 +113,7 @@ def component_counts(component: Component, data: StatusData, matcher: Matcher) -
         # Services whose host imposes a status (downtime, host down), by that status's slot.
         imposed: dict[int, list[int]] = {}
         for h in table.imposing.intersection(plan.by_host):
-            effect = _host_effect(hosts.get(h), r)
+            effect = host_effect(hosts.get(h), r)
             if effect is not None:
                 imposed.setdefault(slot[effect], []).extend(plan.by_host[h])
         downtime = slot[r.downtime]
@@ -271,7 +132,7 @@ def component_counts(component: Component, data: StatusData, matcher: Matcher) -
 def _component_status(component: Component, data: StatusData, matcher: Matcher) -> tuple[Status, int]:
     """(monitored status, matched checks) of one component."""
     counts, matched = component_counts(component, data, matcher)
-    return _combine_counts(counts, component.rule, component.quorum), matched
+    return combine_counts(counts, component.rule, component.quorum), matched
 
 
 def explaining_times(component: Component, data: StatusData, status: Status, matcher: Matcher) -> list[float]:
@@ -285,14 +146,14 @@ def explaining_times(component: Component, data: StatusData, status: Status, mat
     """
     memo = matcher.memo(data)
     plan = memo.names.plan(component.checks, data)
-    r = _cached_rules(component)
+    r = cached_rules(component)
     hosts = data.hosts
     out: list[float] = []
     for h in plan.hosts:
         chk = hosts.get(h)
         if chk is None or not chk.has_been_checked or chk.downtime_depth > 0:
             continue
-        if (chk.state_type == 0 and not r.soft) or _own(chk, r, r.host) != status:
+        if (chk.state_type == 0 and not r.soft) or own_status(chk, r, r.host) != status:
             continue
         if chk.last_state_change > 0:
             out.append(float(chk.last_state_change))
@@ -304,12 +165,12 @@ def explaining_times(component: Component, data: StatusData, status: Status, mat
     # Per status key: could such a service explain `status` at all (checked, no own downtime, hard)?
     usable = [checked and depth <= 0 and (state_type != 0 or r.soft)
               for depth, checked, state_type, _, _ in table.keys]  # fmt: skip
-    own = [_key_slot(key, r, _SLOT) == _SLOT[status] for key in table.keys]
+    own = [_key_slot(key, r, SLOT) == SLOT[status] for key in table.keys]
     for h, positions in plan.services_by_host:
         host = hosts.get(h)
         if host is not None and host.downtime_depth > 0:
             continue  # entering a host downtime dates nothing
-        effect = _host_effect(host, r)
+        effect = host_effect(host, r)
         if effect is not None:
             if effect != status:
                 continue

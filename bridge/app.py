@@ -56,6 +56,8 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     app[DB] = db
     # Every change of a component's status is appended to the history (read back for uptime metrics).
     live.recorder = HistoryRecorder(db)
+    # First: started before anything publishes, stopped (its queue flushed) after everything that publishes.
+    app.cleanup_ctx.append(_history_ctx)
     scheduler = Scheduler(db, live, clock)
     app[SCHEDULER] = scheduler
     # After a write through this connection: apply due transitions, reschedule, republish.
@@ -77,8 +79,17 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     return app
 
 
+async def _history_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Write status history in its own thread and connection; at shutdown, flush what is queued (bounded)."""
+    recorder = app[LIVE].recorder
+    assert recorder is not None
+    await recorder.start()
+    yield
+    await recorder.stop()
+
+
 async def _close_db(app: web.Application) -> None:
-    """Close the SQLite connection on shutdown."""
+    """Close the SQLite connection on shutdown (on_cleanup runs after every cleanup_ctx, so after the flush)."""
     app[DB].close()
 
 

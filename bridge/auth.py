@@ -1,19 +1,41 @@
-"""Shared token checks: constant-time comparison, bearer-header auth and token files (admin and push APIs)."""
+"""Shared token checks: constant-time comparison, bearer-header auth and reading tokens (admin and push APIs)."""
 
 from __future__ import annotations
 
 import hmac
 import logging
+import os
 import stat
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from aiohttp import web
 
+from bridge.config import Config
 from bridge.http import error_response
 from bridge.keys import SETTINGS
 
 log = logging.getLogger("bridge.auth")
+
+ADMIN_TOKENS_ENV = "STATUS_BRIDGE_ADMIN_TOKENS"
+PUSH_TOKENS_ENV = "STATUS_BRIDGE_PUSH_TOKENS"
+
+
+class TokenFileError(Exception):
+    """A token file that cannot be read: which tokens, which file, why."""
+
+    def __init__(self, what: str, path: Path, reason: str) -> None:
+        super().__init__(f"cannot read {what} token file {path}: {reason}")
+        self.what, self.path, self.reason = what, path, reason
+
+
+class TokenSet(NamedTuple):
+    """Tokens as read, the file they came from (None: the environment) and whether it is group/world readable."""
+
+    tokens: tuple[str, ...]
+    path: Path | None
+    too_open: bool
 
 
 def token_ok(given: str, tokens: Sequence[str]) -> bool:
@@ -59,3 +81,24 @@ def read_token_file(path: Path) -> tuple[tuple[str, ...], bool]:
 def env_tokens(value: str) -> tuple[str, ...]:
     """Tokens from an environment variable's comma- or space-separated value."""
     return tuple(t for t in value.replace(",", " ").split() if t)
+
+
+def token_set(path: Path | None, env_var: str, what: str) -> TokenSet:
+    """Tokens from path (one per line, # comments), else from $env_var; TokenFileError when path is unreadable."""
+    if path is None:
+        return TokenSet(env_tokens(os.environ.get(env_var, "")), None, False)
+    try:
+        tokens, too_open = read_token_file(path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise TokenFileError(what, path, str(e)) from None
+    return TokenSet(tokens, path, too_open)
+
+
+def admin_token_set(path: Path | None) -> TokenSet:
+    """Admin tokens from --admin-token-file, else $STATUS_BRIDGE_ADMIN_TOKENS."""
+    return token_set(path, ADMIN_TOKENS_ENV, "admin")
+
+
+def push_token_set(path: Path | None, config: Config) -> TokenSet:
+    """Push tokens from --push-token-file, else [passive] tokens_file, else $STATUS_BRIDGE_PUSH_TOKENS."""
+    return token_set(path or config.passive_tokens_file, PUSH_TOKENS_ENV, "push")

@@ -15,14 +15,14 @@ from importlib import resources
 from pathlib import Path
 
 from bridge import __version__
+from bridge.auth import PUSH_TOKENS_ENV, push_token_set
 from bridge.cli_admin import add_admin_commands, load_admin_tokens, load_tokens
 from bridge.config import Config, ConfigError, load_config, parse_config
 from bridge.logs import setup_logging
-from bridge.settings import Settings, default_db_path
+from bridge.settings import Settings, TokenFiles, default_db_path
 
 log = logging.getLogger("bridge.cli")
 
-PUSH_TOKENS_ENV = "STATUS_BRIDGE_PUSH_TOKENS"
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 DB_HELP = "SQLite file for notices and overrides (default: $STATE_DIRECTORY or /var/lib/status-bridge, status-bridge.db)"
 
@@ -73,17 +73,18 @@ def _serve(settings: Settings, listen: tuple[str, int] | None, config_path: Path
 
 def load_push_tokens(path: Path | None, config: Config) -> tuple[str, ...]:
     """Push tokens from --push-token-file, else [passive] tokens_file, else $STATUS_BRIDGE_PUSH_TOKENS."""
-    return load_tokens(path or config.passive_tokens_file, PUSH_TOKENS_ENV, "push")
+    return load_tokens(lambda: push_token_set(path, config))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """status-bridge run: serve the page; SIGHUP re-reads the config (an invalid one is logged, the old one stays), SIGTERM stops gracefully."""
+    """status-bridge run: serve the page; SIGHUP re-reads the config and token files (on a problem the old ones stay), SIGTERM stops gracefully."""
     tokens = load_admin_tokens(args.admin_token_file)
     config = _load(args.config)
     push = load_push_tokens(args.push_token_file, config)
     if config.passive_enabled and not push:
         log.info("passive endpoints answer 403 until push tokens are configured (--push-token-file)")
-    settings = Settings(config, db_path=args.db or default_db_path(), admin_tokens=tokens, push_tokens=push)
+    files = TokenFiles(args.admin_token_file, args.push_token_file)
+    settings = Settings(config, db_path=args.db or default_db_path(), admin_tokens=tokens, push_tokens=push, token_files=files)
     return _serve(settings, args.listen, args.config, args.access_log)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import sys
 import time
@@ -15,34 +14,15 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from bridge import admin_ops as ops
 from bridge.admin import notice_json, override_json
-from bridge.admin_input import (
-    InputError,
-    component_ids,
-    known_ids,
-    parse_notice,
-    parse_notice_patch,
-    parse_override,
-    parse_update,
-)
-from bridge.auth import env_tokens, read_token_file
+from bridge.admin_input import InputError, component_ids, known_ids, parse_notice, parse_override
+from bridge.auth import TokenFileError, TokenSet, admin_token_set
 from bridge.config import ConfigError, load_config
 from bridge.notices import Notice, Override, timeline_state
 from bridge.settings import default_db_path
-from bridge.storage import (
-    add_update,
-    create_notice,
-    create_override,
-    delete_override,
-    get_notice,
-    list_notices,
-    list_overrides,
-    open_db,
-    update_notice,
-    write_transaction,
-)
+from bridge.storage import list_notices, list_overrides, open_db, write_transaction
 
-TOKENS_ENV = "STATUS_BRIDGE_ADMIN_TOKENS"
 DB_HELP = "SQLite file the daemon uses (default: $STATE_DIRECTORY or /var/lib/status-bridge, status-bridge.db)"
 CONFIG_HELP = "TOML config file, to check component ids against"
 TIME_HELP = "ISO-8601 (2026-12-01T10:00Z; no zone = UTC) or epoch seconds"
@@ -56,23 +36,21 @@ class CliError(Exception):
         self.code = code
 
 
-def load_tokens(path: Path | None, env_var: str, what: str) -> tuple[str, ...]:
-    """Tokens from a file (one per line, # comments), else from $env_var; exit 2 when the file is unreadable."""
-    if path is None:
-        return env_tokens(os.environ.get(env_var, ""))
+def load_tokens(read: Callable[[], TokenSet]) -> tuple[str, ...]:
+    """The tokens read() finds; exit 2 naming the file when it is unreadable, a warning when others may read it."""
     try:
-        tokens, too_open = read_token_file(path)
-    except (OSError, UnicodeDecodeError) as e:
-        print(f"status-bridge: cannot read {what} token file {path}: {e}", file=sys.stderr)
+        found = read()
+    except TokenFileError as e:
+        print(f"status-bridge: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    if too_open:
-        print(f"warning: {path} is readable by group/others; chmod 600 it", file=sys.stderr)
-    return tokens
+    if found.too_open:
+        print(f"warning: {found.path} is readable by group/others; chmod 600 it", file=sys.stderr)
+    return found.tokens
 
 
 def load_admin_tokens(path: Path | None) -> tuple[str, ...]:
     """Admin tokens from a file (one per line, # comments) or else $STATUS_BRIDGE_ADMIN_TOKENS (comma/space separated)."""
-    return load_tokens(path, TOKENS_ENV, "admin")
+    return load_tokens(lambda: admin_token_set(path))
 
 
 def _db(args: argparse.Namespace, must_exist: bool) -> Database:
@@ -145,18 +123,7 @@ def cmd_notice_create(args: argparse.Namespace) -> None:
     known = _ids(args, known_ids, needed=bool(args.components))
     spec = parse_notice(_body(args, ("type", "state", "subject", "content", "components", "begins_at", "ends_at")), known)
     now = time.time()
-    n = create_notice(
-        _db(args, False),
-        type=spec.type,
-        subject=spec.subject,
-        state=spec.state,
-        content=spec.content,
-        now=now,
-        components=spec.components,
-        begins_at=spec.begins_at,
-        ends_at=spec.ends_at,
-    )
-    _print_notice(n, args, now)
+    _print_notice(ops.add_notice(_db(args, False), spec, now), args, now)
 
 
 def cmd_notice_update(args: argparse.Namespace) -> None:
@@ -171,15 +138,9 @@ def cmd_notice_update(args: argparse.Namespace) -> None:
     db, now = _db(args, True), time.time()
     # Both changes in one transaction: a bad update text must not leave the patch half applied.
     with write_transaction(db):
-        n = get_notice(db, args.id)
-        if n is None:
-            raise CliError("id", f"no notice {args.id}", 1)
-        if patch_body:
-            patch = parse_notice_patch(patch_body, known, n)
-            n = update_notice(db, args.id, now=now, components=patch.components, **patch.fields) or n
+        n = ops.patch_notice(db, args.id, patch_body, known, now).notice if patch_body else ops.read_notice(db, args.id)
         if update_body:
-            update = parse_update(update_body, n)
-            n = add_update(db, args.id, state=update.state, content=update.content, now=now) or n
+            n = ops.post_update(db, args.id, update_body, now)
     _print_notice(n, args, now)
 
 
@@ -208,10 +169,7 @@ def cmd_notice_list(args: argparse.Namespace) -> None:
 
 def cmd_notice_show(args: argparse.Namespace) -> None:
     """status-bridge notice show ID: a notice with its components and every update."""
-    n = get_notice(_db(args, True), args.id)
-    if n is None:
-        raise CliError("id", f"no notice {args.id}", 1)
-    _print_notice(n, args, time.time())
+    _print_notice(ops.read_notice(_db(args, True), args.id), args, time.time())
 
 
 def cmd_override_add(args: argparse.Namespace) -> None:
@@ -219,16 +177,7 @@ def cmd_override_add(args: argparse.Namespace) -> None:
     components = _ids(args, component_ids, needed=True)
     now = time.time()
     spec = parse_override(_body(args, ("component", "status", "starts_at", "ends_at", "reason")), components, now)
-    o = create_override(
-        _db(args, False),
-        component_id=spec.component_id,
-        status=spec.status,
-        starts_at=spec.starts_at,
-        ends_at=spec.ends_at,
-        reason=spec.reason,
-        now=now,
-    )
-    _print_override(o, args, now)
+    _print_override(ops.add_override(_db(args, False), spec, now), args, now)
 
 
 def cmd_override_list(args: argparse.Namespace) -> None:
@@ -248,8 +197,7 @@ def cmd_override_list(args: argparse.Namespace) -> None:
 
 def cmd_override_remove(args: argparse.Namespace) -> None:
     """status-bridge override remove ID: delete an override (the shown status reverts to the monitored one)."""
-    if not delete_override(_db(args, True), args.id):
-        raise CliError("id", f"no override {args.id}", 1)
+    ops.remove_override(_db(args, True), args.id)
     print(json.dumps({"removed": args.id}) if args.json else f"removed override {args.id}")
 
 
@@ -262,6 +210,9 @@ def _run(func: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Names
         except InputError as e:
             print(f"error: {e.field}: {e.message}", file=sys.stderr)
             return 2
+        except ops.NotFound as e:
+            print(f"error: id: {e}", file=sys.stderr)
+            return 1
         except CliError as e:
             print(f"error: {e}", file=sys.stderr)
             return e.code

@@ -1,22 +1,14 @@
-"""Configuration types and the TOML loader with validation that names file, key path and reason."""
+"""Configuration types: the validated Config, its groups, components and check patterns, and ConfigError."""
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge.configcheck import (
-    Checker,
-    describe,
-    join,
-    parse_listen,
-    syntax_problem,
-    url_problem,
-)
-from bridge.model import Status, StatusData
+from bridge.model import Status
 
 RULES = ("worst", "all", "quorum")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -123,274 +115,19 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-# Allowed keys per table; anything else is reported as a likely typo.
-_SECTION_KEYS = {
-    "page": ("name", "url"),
-    "nagios": ("status_file", "stale_after"),
-    "http": ("listen", "cache_seconds", "admin_listen", "rate_limit", "burst", "trusted_proxies"),
-    "passive": ("enabled", "tokens_file", "stale_after", "max_body"),
-    "icinga": ("url", "user", "password_file", "ca_file", "stale_after"),
+# Names that moved out; bridge.cli, bridge.cli_admin, bridge.reload and some tests still import them from here.
+# Resolved on first use because bridge.config_load imports this module.
+_MOVED = {
+    "load_config": "bridge.config_load",
+    "parse_config": "bridge.config_load",
+    "CheckReport": "bridge.config_report",
+    "check_config": "bridge.config_report",
 }
-_GROUP_KEYS = ("id", "name", "description", "component")
-_COMPONENT_KEYS = ("id", "name", "description", "rule", "quorum", "soft_states", "checks", "states")
-_CHECK_KEYS = ("host", "service")
-_STATUS_VALUES = tuple(s.value for s in Status)
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate a TOML config file; raise ConfigError listing every problem."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
-    try:
-        # utf-8-sig: editors on Windows like to add a BOM, which tomllib rejects.
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigError([f"{path}: not valid UTF-8 at byte {exc.start}"]) from exc
-    return parse_config(text, path)
-
-
-def parse_config(text: str, path: Path | None = None) -> Config:
-    """Validate TOML text (path is for messages and relative status_file); raise ConfigError listing every problem."""
-    label = str(path) if path is not None else "<config>"
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([syntax_problem(label, exc)]) from exc
-    ck = Checker(label)
-    ck.keys(doc, "", (*_SECTION_KEYS, "group"))
-    page, nagios, http, passive, icinga = (ck.section(doc, name, keys) for name, keys in _SECTION_KEYS.items())
-    icinga_url = ck.string(icinga, "url", "icinga")
-    if icinga_url and (reason := url_problem(icinga_url)):
-        ck.problem("icinga.url", reason)
-    page_url = ck.string(page, "url", "page")
-    if page_url and (reason := url_problem(page_url)):
-        ck.problem("page.url", reason)
-    host, port = Config.listen_host, Config.listen_port
-    listen = ck.string(http, "listen", "http", f"{host}:{port}")
-    parsed = parse_listen(listen)
-    if isinstance(parsed, str):
-        ck.problem("http.listen", parsed)
-    else:
-        host, port = parsed
-    admin_listen = _admin_listen(ck, http, parsed)
-
-    config = Config(
-        path=path,
-        page_name=ck.string(page, "name", "page", Config.page_name, nonempty=True),
-        page_url=page_url,
-        statusdat_path=_status_file(ck, nagios, path),
-        stale_after=ck.number(nagios, "stale_after", "nagios", Config.stale_after, 0),
-        cache_seconds=ck.integer(http, "cache_seconds", "http", Config.cache_seconds, 0),
-        listen_host=host,
-        listen_port=port,
-        admin_listen=admin_listen,
-        rate_limit=ck.number(http, "rate_limit", "http", Config.rate_limit, 0, low_open=False),
-        burst=ck.integer(http, "burst", "http", Config.burst, 1),
-        trusted_proxies=_networks(ck, http, "trusted_proxies", "http", Config.trusted_proxies),
-        groups=_groups(ck, doc.get("group", [])),
-        passive_enabled=ck.boolean(passive, "enabled", "passive", True),
-        passive_tokens_file=_path(ck, passive, "tokens_file", "passive", path),
-        passive_stale_after=ck.number(passive, "stale_after", "passive", Config.passive_stale_after, 0),
-        passive_max_body=ck.integer(passive, "max_body", "passive", Config.passive_max_body, 1),
-        icinga_url=icinga_url,
-        icinga_user=ck.string(icinga, "user", "icinga"),
-        icinga_password_file=_path(ck, icinga, "password_file", "icinga", path),
-        icinga_ca_file=_path(ck, icinga, "ca_file", "icinga", path),
-        icinga_stale_after=ck.number(icinga, "stale_after", "icinga", Config.icinga_stale_after, 0),
-    )
-    if ck.problems:
-        raise ConfigError(ck.problems)
-    return config
-
-
-def _admin_listen(ck: Checker, http: dict[str, Any], public: tuple[str, int] | str) -> tuple[str, int] | None:
-    """http.admin_listen: a second HOST:PORT for the admin API, distinct from http.listen; None when unset."""
-    text = ck.string(http, "admin_listen", "http").strip()
-    if not text:
-        return None
-    parsed = parse_listen(text)
-    if isinstance(parsed, str):
-        ck.problem("http.admin_listen", parsed)
-        return None
-    if parsed == public:
-        ck.problem("http.admin_listen", f"must differ from http.listen (both are {text!r})")
-    return parsed
-
-
-def _networks(ck: Checker, tbl: dict[str, Any], key: str, section: str, default: tuple[Network, ...]) -> tuple[Network, ...]:
-    """An array of IP addresses or CIDR networks (e.g. ["127.0.0.1", "10.0.0.0/8"])."""
-    path, value = join(section, key), tbl.get(key, default)
-    if not isinstance(value, (list, tuple)):
-        ck.problem(path, f"must be an array of IP addresses or networks (got {describe(value)})")
-        return default
-    found = []
-    for i, item in enumerate(value):
-        try:
-            found.append(item if key not in tbl else ipaddress.ip_network(item.strip()))
-        except (AttributeError, ValueError) as exc:
-            why = exc if isinstance(item, str) else f"must be a string such as '10.0.0.0/8' (got {describe(item)})"
-            ck.problem(join(path, i), f"not an IP address or network: {why}")
-    return tuple(found)
-
-
-def _status_file(ck: Checker, nagios: dict[str, Any], path: Path | None) -> Path | None:
-    """nagios.status_file, relative to the config file's directory so the daemon's cwd does not matter."""
-    return _path(ck, nagios, "status_file", "nagios", path)
-
-
-def _path(ck: Checker, table: dict[str, Any], key: str, section: str, path: Path | None) -> Path | None:
-    """An optional file path; relative paths resolve against the config file's directory."""
-    if key not in table:
-        return None
-    value = ck.string(table, key, section, nonempty=True)
-    if not value.strip():
-        return None
-    found = Path(value)
-    if path is not None and not found.is_absolute():
-        found = Path(path).absolute().parent / found
-    return found
-
-
-def _groups(ck: Checker, raw: object) -> tuple[Group, ...]:
-    """All [[group]] tables; ids are checked for uniqueness across the file."""
-    # Groups and components share one id space: the Sorry API lists both as components.
-    seen: dict[str, str] = {}
-    groups = []
-    for gi, tbl in ck.tables(raw, "group", "[[group]]"):
-        gpath = join("group", gi)
-        ck.keys(tbl, gpath, _GROUP_KEYS, required=("id", "name"))
-        gid = ck.slug(tbl, "id", gpath)
-        _unique(ck, seen, gid, join(gpath, "id"), "group")
-        comps = []
-        for ci, ctbl in ck.tables(tbl.get("component", []), join(gpath, "component"), "[[group.component]]"):
-            cpath = join(join(gpath, "component"), ci)
-            comp = _component(ck, ctbl, cpath, gid)
-            _unique(ck, seen, comp.id, join(cpath, "id"), "component")
-            comps.append(comp)
-        groups.append(Group(
-            id=gid,
-            name=ck.string(tbl, "name", gpath, nonempty=True),
-            description=ck.string(tbl, "description", gpath),
-            components=tuple(comps),
-        ))
-    return tuple(groups)
-
-
-def _unique(ck: Checker, seen: dict[str, str], ident: str, path: str, kind: str) -> None:
-    """Report an id already used elsewhere, naming both places."""
-    if not ident:
-        return
-    if ident in seen:
-        ck.problem(path, f"duplicate {kind} id {ident!r} (also used at {seen[ident]})")
-    else:
-        seen[ident] = path
-
-
-def _component(ck: Checker, tbl: dict[str, Any], path: str, group_id: str) -> Component:
-    """One [[group.component]] table."""
-    ck.keys(tbl, path, _COMPONENT_KEYS, required=("id", "name", "checks"))
-    rule = ck.string(tbl, "rule", path, "worst")
-    if rule not in RULES:
-        ck.problem(join(path, "rule"), f"must be one of {', '.join(RULES)} (got {rule!r})")
-    quorum = ck.number(tbl, "quorum", path, Component.quorum, 0, 100)
-    if "quorum" in tbl and rule != "quorum" and rule in RULES:
-        ck.problem(join(path, "quorum"), f"only used with rule = \"quorum\" (rule is {rule!r})")
-    return Component(
-        id=ck.slug(tbl, "id", path),
-        name=ck.string(tbl, "name", path, nonempty=True),
-        group_id=group_id,
-        description=ck.string(tbl, "description", path),
-        checks=_checks(ck, tbl, path),
-        rule=rule,
-        quorum=quorum,
-        states=_states(ck, tbl, path),
-        soft_states=ck.boolean(tbl, "soft_states", path, False),
-    )
-
-
-def _checks(ck: Checker, tbl: dict[str, Any], path: str) -> tuple[CheckPattern, ...]:
-    """The checks = [{host=..., service=...}] list; at least one entry."""
-    if "checks" not in tbl:
-        return ()  # already reported as a missing required key
-    cpath = join(path, "checks")
-    entries = ck.tables(tbl["checks"], cpath, "checks = [{host = \"...\", service = \"...\"}]")
-    if tbl["checks"] == []:
-        ck.problem(cpath, "needs at least one {host = \"...\"} entry")
-    patterns = []
-    for i, entry in entries:
-        epath = join(cpath, i)
-        ck.keys(entry, epath, _CHECK_KEYS, required=("host",))
-        host = ck.string(entry, "host", epath, nonempty=True)
-        service = ck.string(entry, "service", epath, nonempty=True) if "service" in entry else None
-        patterns.append(CheckPattern(host=host, service=service))
-    return tuple(patterns)
-
-
-def _states(ck: Checker, tbl: dict[str, Any], path: str) -> dict[str, Status]:
-    """DEFAULT_STATES with the component's [states] overrides applied."""
-    states = dict(DEFAULT_STATES)
-    spath = join(path, "states")
-    overrides = ck.table(tbl.get("states", {}), spath)
-    ck.keys(overrides, spath, STATE_KEYS)
-    for key in STATE_KEYS:
-        value = ck.string(overrides, key, spath, states[key].value)
-        if value in _STATUS_VALUES:
-            states[key] = Status(value)
-        else:
-            ck.problem(join(spath, key), f"must be one of {', '.join(_STATUS_VALUES)} (got {value!r})")
-    return states
-
-
-@dataclass
-class CheckReport:
-    """Result of `status-bridge check`: problems make the config unusable, warnings do not."""
-
-    problems: list[str]
-    warnings: list[str]
-
-
-def check_config(path: Path, statusdat: StatusData | None = None, source: str | None = None) -> CheckReport:
-    """Load path and, given parsed status data, warn about components and patterns that match nothing.
-
-    source names the status data in warnings (default: the config's status_file).
-    """
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        return CheckReport(problems=list(exc.problems), warnings=[])
-    label = str(path)
-    warnings = []
-    for gi, group in enumerate(config.groups):
-        if not group.components:
-            warnings.append(f"{label}: group[{gi}] (id {group.id!r}): has no components")
-    if statusdat is not None:
-        where = source or str(config.statusdat_path or "the status data")
-        warnings += _match_warnings(config, statusdat, label, where)
-    return CheckReport(problems=[], warnings=warnings)
-
-
-def _match_warnings(config: Config, data: StatusData, label: str, where: str) -> list[str]:
-    """Warnings for components matching nothing, else for their individual patterns that match nothing."""
-    # bridge.matching imports this module, so import it only when needed.
-    from bridge.matching import match_patterns
-
-    out = []
-    for gi, group in enumerate(config.groups):
-        for ci, comp in enumerate(group.components):
-            cpath = f"group[{gi}].component[{ci}]"
-            if not match_patterns(comp.checks, data):
-                # One line per component: its patterns all match nothing, listing each would be noise.
-                out.append(f"{label}: {cpath} (id {comp.id!r}): matches no host/service in {where}")
-                continue
-            for pi, pat in enumerate(comp.checks):
-                if match_patterns([pat], data):
-                    continue
-                if pat.service is not None and match_patterns([CheckPattern(pat.host)], data):
-                    why = f"hosts match {pat.host!r} but none has a service matching {pat.service!r}"
-                else:
-                    why = f"no host matches {pat.host!r}"
-                out.append(f"{label}: {cpath}.checks[{pi}]: matches nothing in {where} ({why})")
-    return out
+def __getattr__(name: str) -> Any:
+    """A moved loader or report name, from its new module."""
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

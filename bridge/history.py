@@ -1,7 +1,8 @@
-"""Component status history: decide what changed and when (pure), append it in one transaction, read it back."""
+"""Component status history: decide what changed and when (pure), append it off the event loop, read it back."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import sqlite3
@@ -15,7 +16,8 @@ from bridge.config import Component
 from bridge.matching import CheckKey
 from bridge.model import Snapshot, Status, StatusData
 from bridge.notices import Notice, Override, active_overrides, is_underway
-from bridge.storage import write_transaction
+from bridge.history_writer import HistoryWriter
+from bridge.storage import open_db, write_transaction
 from bridge.uptime import Impact, Interval, component_impact, group_impact, maintenance_window, notice_impact
 
 log = logging.getLogger("bridge.history")
@@ -25,6 +27,7 @@ KINDS = (MONITORED, EFFECTIVE)
 UNKNOWN = "unknown"  # recorded while a component's data is stale: neither up nor down
 
 Key = tuple[str, str]  # (component id, kind)
+FLUSH_TIMEOUT = 5.0  # seconds a shutdown waits for queued history writes
 
 
 class Record(NamedTuple):
@@ -135,12 +138,34 @@ def read_history(db: Database, component_id: str, kind: str, start: float, end: 
     return [(before.at, before.status), *rows] if before is not None else rows
 
 
+def write_records(db: Database, records: Sequence[Record]) -> list[Record] | None:
+    """append_records, or None (logged) when it failed: the caller forgets those keys so the next snapshot retries."""
+    try:
+        return append_records(db, records)
+    except sqlite3.Error:
+        log.exception("recording %d status changes failed; retrying with the next snapshot", len(records))
+        return None
+
+
+def db_file(db: Database) -> str | None:
+    """The file behind db's main database; None for an in-memory one (a second connection would be another DB)."""
+    for _seq, name, file in db.execute("PRAGMA database_list").fetchall():
+        if name == "main":
+            return file or None
+    return None
+
+
 class HistoryRecorder:
-    """Remembers the last record per (component, kind), loaded from the DB on first use; the one history writer."""
+    """Remembers the last record per (component, kind), loaded from the DB on first use; the one history writer.
+
+    While started, commits are queued to a writer thread with its own connection: the loop never waits for an
+    fsync or another process's write lock. Decisions stay on the loop, against `last`, which takes what is queued.
+    """
 
     def __init__(self, db: Database) -> None:
-        self.db = db
+        self.db = db  # the loop's connection: first reads of `last`, and writes while no writer runs
         self.last: dict[Key, Record | None] = {}  # None: looked up, nothing recorded yet
+        self.writer: HistoryWriter | None = None
 
     def changed(self, current: Mapping[Key, str]) -> list[Key]:
         """Keys whose status differs from what is recorded; the first call per key reads its last row (restart)."""
@@ -150,16 +175,54 @@ class HistoryRecorder:
         return changed(self.last, current)
 
     def commit(self, records: Sequence[Record]) -> None:
-        """Write the records; on failure log and keep the old state, so the next snapshot retries them."""
+        """Queue the records (written now when no writer runs); `last` takes them at once, for the next snapshot."""
         if not records:
             return
-        try:
-            written = append_records(self.db, records)
-        except sqlite3.Error:
-            log.exception("recording %d status changes failed; retrying with the next snapshot", len(records))
-            return
-        for r in written:
+        for r in records:
             self.last[(r.component_id, r.kind)] = r
+        if self.writer is not None:
+            self.writer.submit(records)
+        else:
+            self.landed(records, write_records(self.db, records))
+
+    def landed(self, queued: Sequence[Record], written: list[Record] | None) -> None:
+        """Take a write's outcome (on the loop): a failure is forgotten, a row another writer stored first is kept."""
+        for i, q in enumerate(queued):
+            key = (q.component_id, q.kind)
+            if self.last.get(key) != q:
+                continue  # a newer change of this key is queued behind it and decides
+            if written is None:
+                del self.last[key]  # the next snapshot re-reads the DB and records the change again
+            elif written[i] != q:
+                self.last[key] = written[i]
+
+    async def start(self) -> None:
+        """Start the writer thread on a connection of its own; an in-memory DB keeps being written on the loop."""
+        path = db_file(self.db)
+        if path is None or self.writer is not None:
+            return
+        own = await asyncio.to_thread(open_db, path)
+        self.writer = HistoryWriter(own, write_records, self.landed, asyncio.get_running_loop())
+
+    async def flush(self) -> None:
+        """Wait until everything committed so far is in the DB (or failed and was forgotten)."""
+        if self.writer is not None:
+            await self.writer.flush()
+
+    async def stop(self, timeout: float = FLUSH_TIMEOUT) -> None:
+        """Write what is queued (waiting at most timeout seconds) and end the thread; later commits go on the loop."""
+        writer = self.writer
+        if writer is None:
+            return
+        stopped = await writer.stop(timeout)  # commits meanwhile are still queued, behind what it writes
+        self.writer = None
+        for batch in stopped.untaken:
+            # After the thread's last commit, so order is kept; given up (and forgotten) if the thread is stuck.
+            self.landed(batch, write_records(self.db, batch) if stopped.finished else None)
+        if not stopped.finished:
+            dropped = sum(map(len, stopped.untaken))
+            log.error("history writer did not finish within %g s (database locked?): %d queued status changes "
+                      "dropped, %d still being written", timeout, dropped, stopped.in_flight)
 
 
 # --- metrics read side ------------------------------------------------------------------------------

@@ -10,9 +10,8 @@ import logging
 import os
 import random
 import secrets
-import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,64 +19,33 @@ import aiohttp
 from yarl import URL
 
 from bridge.config import Config, ConfigError
+from bridge.icinga_health import StreamFacts, backoff_delay, compute_health
+from bridge.icinga_http import (
+    CONNECT_TIMEOUT,
+    IcingaError,
+    describe,
+    lines,
+    probe,
+    query_objects,
+    raise_for_status,
+    read_password,
+    ssl_context,
+)
 from bridge.icinga_parse import (
     DOWNTIME_ATTRS,
     EVENT_TYPES,
     HOST_ATTRS,
     SERVICE_ATTRS,
+    CheckKey,
     IcingaState,
-    StreamFacts,
-    backoff_delay,
-    compute_health,
+    status_data_of,
 )
-from bridge.model import SourceHealth, StatusData
+from bridge.model import CheckState, SourceHealth, StatusData
+from bridge.tail import loop_priority
 
 log = logging.getLogger(__name__)
 
-MAX_LINE = 64 << 20  # one event is one line; a runaway line must not eat all memory
-SYNC_TIMEOUT = 300.0  # the object queries of a 100k-service Icinga take seconds, not minutes
-CONNECT_TIMEOUT = 10.0
-
-
-class IcingaError(Exception):
-    """Icinga 2 ended the event stream (restart, reload, shutdown) or answered something unexpected."""
-
-
-def read_password(path: Path) -> str:
-    """The API password from its file, without the trailing newline editors add; ConfigError when unreadable."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        raise ConfigError([f"icinga.password_file: cannot read {path}: {reason}"]) from None
-    password = text.rstrip("\r\n")
-    if not password:
-        raise ConfigError([f"icinga.password_file: {path} is empty"])
-    return password
-
-
-def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
-    """Verify the server against ca_file (Icinga's own CA), else the system CAs; ConfigError when unusable."""
-    try:
-        ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
-    except (OSError, ssl.SSLError) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        raise ConfigError([f"icinga.ca_file: cannot load {ca_file}: {reason}"]) from None
-    # `icinga2 pki new-ca` makes CAs without keyUsage/AKI, which Python 3.13's strict mode rejects.
-    ctx.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
-    return ctx
-
-
-def describe(exc: BaseException) -> str:
-    """A short, password-free description of a connection failure for logs and /healthz."""
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return (f"TLS certificate not accepted ({exc.certificate_error}); icinga.url must name the host as its "
-                "certificate does (Icinga's NodeName) and icinga.ca_file be Icinga's CA (certs/ca.crt)")  # fmt: skip
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return f"HTTP {exc.status} {exc.message}".strip()
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return str(exc) or type(exc).__name__
+MIN_GAP = 0.15  # at most one rebuild per this many seconds, however fast events arrive (as for passive pushes)
 
 
 class IcingaSource:
@@ -94,11 +62,12 @@ class IcingaSource:
         clock: Callable[[], float] = time.time,
         stale_after: float = 180.0,
         heartbeat: float = 30.0,
-        debounce: float = 0.5,
+        min_gap: float = MIN_GAP,
         rand: Callable[[], float] = random.random,
         backoff_cap: float = 30.0,
+        prepare: Callable[[StatusData], None] | None = None,
     ) -> None:
-        """Configure (TLS context and credentials are checked now, so a bad config fails at start)."""
+        """Configure (TLS, credentials checked now); prepare(data), e.g. Live.prepare, runs in a worker thread."""
         self.url = URL(url).with_user(None)  # credentials come from the password file only
         # Sent by hand: aiohttp.BasicAuth is deprecated in 3.14 and its replacement is missing before it.
         token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
@@ -109,7 +78,8 @@ class IcingaSource:
         self.stale_after = stale_after
         # A probe well inside stale_after: a silently dead connection must not look fresh for long.
         self.heartbeat = max(0.2, min(heartbeat, stale_after / 3))
-        self.debounce = debounce
+        self.min_gap = min_gap
+        self.prepare = prepare
         self.rand = rand
         self.backoff_cap = backoff_cap
         self.state = IcingaState()
@@ -121,7 +91,13 @@ class IcingaSource:
         self._generation = 0  # bumped on every data publish
 
     @classmethod
-    def from_config(cls, config: Config, on_change: Callable[[], None], clock: Callable[[], float] = time.time) -> IcingaSource:
+    def from_config(
+        cls,
+        config: Config,
+        on_change: Callable[[], None],
+        clock: Callable[[], float] = time.time,
+        prepare: Callable[[StatusData], None] | None = None,
+    ) -> IcingaSource:
         """Build from the [icinga] section, reading the password file."""
         if not config.icinga_user:
             raise ConfigError(["icinga.user: required when icinga.url is set"])
@@ -129,7 +105,7 @@ class IcingaSource:
             raise ConfigError(["icinga.password_file: required when icinga.url is set"])
         password = read_password(config.icinga_password_file)
         return cls(config.icinga_url, config.icinga_user, password, config.icinga_ca_file, on_change,
-                   clock=clock, stale_after=config.icinga_stale_after)  # fmt: skip
+                   clock=clock, stale_after=config.icinga_stale_after, prepare=prepare)  # fmt: skip
 
     def health(self, now: float) -> SourceHealth:
         """Freshness of the Icinga data at now."""
@@ -138,29 +114,35 @@ class IcingaSource:
     async def run(self) -> None:
         """Connect, sync, follow events; on any failure go stale after stale_after and reconnect, until cancelled."""
         connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else False)
-        # No redirects: Icinga never sends one, and following it could carry the password elsewhere.
-        async with aiohttp.ClientSession(connector=connector, headers=self._headers) as session:
-            watchdog = asyncio.create_task(self._watch_staleness())
+        # loop_priority: the sync's mapping and every prepare run in threads beside the HTTP server.
+        with loop_priority():
+            # No redirects: Icinga never sends one, and following it could carry the password elsewhere.
+            async with aiohttp.ClientSession(connector=connector, headers=self._headers) as session:
+                watchdog = asyncio.create_task(self._watch_staleness())
+                try:
+                    await self._reconnecting(session)
+                finally:
+                    await _cancel(watchdog)
+
+    async def _reconnecting(self, session: aiohttp.ClientSession) -> None:
+        """Follow Icinga, reconnecting with backoff after every failure; returns only by cancellation."""
+        attempt = 0
+        while True:
             try:
-                attempt = 0
-                while True:
-                    try:
-                        await self._connect_and_follow(session)
-                        error = "event stream closed by Icinga 2"
-                    except (TimeoutError, aiohttp.ClientError, OSError, ValueError, IcingaError) as exc:
-                        error = describe(exc)
-                    except Exception as exc:  # a bug here must not end the source: log it and reconnect
-                        log.exception("Icinga 2 source failed")
-                        error = f"internal error: {type(exc).__name__}"
-                    if self.facts.connected:
-                        attempt = 0  # it worked for a while: start the backoff afresh
-                    self._lost(error)
-                    delay = backoff_delay(attempt, self.rand(), cap=self.backoff_cap)
-                    attempt += 1
-                    log.warning("Icinga 2 at %s: %s; reconnecting in %.1f s", self.url, error, delay)
-                    await asyncio.sleep(delay)
-            finally:
-                await _cancel(watchdog)
+                await self._connect_and_follow(session)
+                error = "event stream closed by Icinga 2"
+            except (TimeoutError, aiohttp.ClientError, OSError, ValueError, IcingaError) as exc:
+                error = describe(exc)
+            except Exception as exc:  # a bug here must not end the source: log it and reconnect
+                log.exception("Icinga 2 source failed")
+                error = f"internal error: {type(exc).__name__}"
+            if self.facts.connected:
+                attempt = 0  # it worked for a while: start the backoff afresh
+            self._lost(error)
+            delay = backoff_delay(attempt, self.rand(), cap=self.backoff_cap)
+            attempt += 1
+            log.warning("Icinga 2 at %s: %s; reconnecting in %.1f s", self.url, error, delay)
+            await asyncio.sleep(delay)
 
     async def _connect_and_follow(self, session: aiohttp.ClientSession) -> None:
         """Subscribe, sync, then apply events until the stream ends or the heartbeat fails."""
@@ -168,7 +150,7 @@ class IcingaSource:
         body = {"queue": f"status-bridge-{os.getpid()}-{secrets.token_hex(4)}", "types": list(EVENT_TYPES)}
         timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT, sock_read=None)
         async with session.post(self.url / "v1/events", json=body, timeout=timeout, allow_redirects=False) as resp:
-            await _raise_for_status(resp)
+            await raise_for_status(resp)
             self.version = resp.headers.get("Server")
             # Subscribed before the sync: events racing with it wait in the socket and replay harmlessly.
             await self._sync(session)
@@ -185,39 +167,39 @@ class IcingaSource:
     async def _sync(self, session: aiohttp.ClientSession) -> None:
         """Load every host, service and downtime, replace the state and publish."""
         started = time.perf_counter()
-        hosts = await self._query(session, "hosts", HOST_ATTRS)
-        services = await self._query(session, "services", SERVICE_ATTRS)
-        downtimes = await self._query(session, "downtimes", DOWNTIME_ATTRS)
-        # Mapping 100k objects takes a while: keep the event loop (and the HTTP server) responsive.
-        self.state = await asyncio.to_thread(IcingaState.synced, hosts, services, downtimes, self.clock())
-        now = self.clock()
+        hosts = await query_objects(session, self.url, "hosts", HOST_ATTRS)
+        services = await query_objects(session, self.url, "services", SERVICE_ATTRS)
+        downtimes = await query_objects(session, self.url, "downtimes", DOWNTIME_ATTRS)
+        # Mapping and preparing 100k objects takes a while: keep the event loop (and the HTTP server) responsive.
+        self.state, data = await asyncio.to_thread(self._synced, hosts, services, downtimes)
         self.facts = dataclasses.replace(
             self.facts,
             connected=True,
             down_since=None,
-            data_as_of=now,
             last_sync_seconds=time.perf_counter() - started,
             syncs_total=self.facts.syncs_total + 1,
         )
         log.info("Icinga 2 at %s: synced %d checks", self.url, len(self.state.checks))
-        self._publish()
+        self._publish(data)
 
-    async def _query(self, session: aiohttp.ClientSession, kind: str, attrs: Sequence[str]) -> list[Any]:
-        """GET /v1/objects/<kind> with only the attributes we map; the JSON is decoded off the event loop."""
-        timeout = aiohttp.ClientTimeout(total=SYNC_TIMEOUT, connect=CONNECT_TIMEOUT)
-        params = [("attrs", a) for a in attrs]
-        async with session.get(self.url / "v1/objects" / kind, params=params, timeout=timeout, allow_redirects=False) as resp:
-            await _raise_for_status(resp)
-            raw = await resp.read()
-        doc = await asyncio.to_thread(json.loads, raw)
-        results = doc.get("results") if isinstance(doc, dict) else None
-        if not isinstance(results, list):
-            raise IcingaError(f"unexpected answer to GET /v1/objects/{kind}: no results list")
-        return results
+    def _synced(self, hosts: list[Any], services: list[Any], downtimes: list[Any]) -> tuple[IcingaState, StatusData]:
+        """The state the object queries describe and its StatusData, prepared (blocking: a worker thread runs it)."""
+        state = IcingaState.synced(hosts, services, downtimes, self.clock())
+        return state, self._ready(state.checks)
+
+    def _ready(self, checks: Mapping[CheckKey, CheckState]) -> StatusData:
+        """checks as a StatusData as of now, prepared for publishing (blocking: a worker thread runs it)."""
+        data = status_data_of(checks, self.clock(), self.version)
+        if self.prepare is not None:
+            try:
+                self.prepare(data)
+            except Exception:  # a bug there must not drop good data: publishing does the work itself then
+                log.exception("preparing Icinga 2 data for publishing failed")
+        return data
 
     async def _read_events(self, resp: aiohttp.ClientResponse) -> None:
         """Apply every event line; returns when Icinga closes the stream."""
-        async for line in _lines(resp.content):
+        async for line in lines(resp.content):
             try:
                 event = json.loads(line.decode("utf-8", "replace"))
             except ValueError:
@@ -228,24 +210,19 @@ class IcingaSource:
         raise IcingaError("event stream closed by Icinga 2")
 
     async def _ticker(self, session: aiohttp.ClientSession) -> None:
-        """Publish changes in small batches, and probe Icinga when quiet so a dead link is noticed."""
+        """Publish changes, at most once per min_gap; probe Icinga when quiet so a dead link is noticed."""
         while True:
             try:
                 await asyncio.wait_for(self._dirty.wait(), self.heartbeat)
-                await asyncio.sleep(self.debounce)  # a burst of events makes one rebuild, not hundreds
             except TimeoutError:
-                await self._probe(session)
+                await probe(session, self.url, max(2.0, self.heartbeat))
             self._dirty.clear()
-            self.facts = dataclasses.replace(self.facts, data_as_of=self.clock())
-            self._publish()
-
-    async def _probe(self, session: aiohttp.ClientSession) -> None:
-        """A cheap authenticated query (matches nothing); raises when Icinga does not answer."""
-        timeout = aiohttp.ClientTimeout(total=max(2.0, self.heartbeat), connect=CONNECT_TIMEOUT)
-        params = [("attrs", "name"), ("filter", "false")]
-        async with session.get(self.url / "v1/objects/hosts", params=params, timeout=timeout, allow_redirects=False) as resp:
-            await _raise_for_status(resp)
-            await resp.read()
+            started = time.perf_counter()
+            # A copy (one C call) so events applied while the thread works cannot change what it reads.
+            self._publish(await asyncio.to_thread(self._ready, dict(self.state.checks)))
+            # Events arriving meanwhile set _dirty again and are published together after the gap; at 100k
+            # checks (~0.1 s to prepare) it grows so that rebuilds never take more than a third of the time.
+            await asyncio.sleep(max(self.min_gap, 2 * (time.perf_counter() - started)))
 
     def _lost(self, error: str) -> None:
         """Record a failed or ended connection; the data stays, stale once the outage exceeds stale_after."""
@@ -266,10 +243,10 @@ class IcingaSource:
             await asyncio.sleep(min(1.0, max(0.1, self.stale_after / 4)))
             self._notify_if_changed()
 
-    def _publish(self) -> None:
-        """Snapshot the state for readers and tell the listener."""
-        assert self.facts.data_as_of is not None
-        self.current = self.state.status_data(self.facts.data_as_of, self.version)
+    def _publish(self, data: StatusData) -> None:
+        """Hand data (Icinga's state as of data.created) to readers and tell the listener."""
+        self.facts = dataclasses.replace(self.facts, data_as_of=data.created)
+        self.current = data
         self._generation += 1
         self._notify_if_changed()
 
@@ -283,37 +260,6 @@ class IcingaSource:
             self.on_change()
         except Exception:  # a listener bug must not stop us following Icinga
             log.exception("on_change callback failed")
-
-
-async def _raise_for_status(resp: aiohttp.ClientResponse) -> None:
-    """Raise ClientResponseError with Icinga's own error text (it answers JSON with a status message)."""
-    if resp.status < 400:
-        return
-    text = (await resp.text(errors="replace"))[:300]
-    try:
-        message = json.loads(text).get("status") or resp.reason or ""
-    except (ValueError, AttributeError):
-        message = resp.reason or ""
-    resp.release()
-    raise aiohttp.ClientResponseError(resp.request_info, resp.history, status=resp.status, message=str(message))
-
-
-async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    """Non-empty lines of a byte stream of any length (aiohttp's own readline caps lines at 128 KiB)."""
-    buffer = bytearray()
-    async for chunk in stream.iter_any():
-        buffer += chunk
-        if b"\n" not in chunk:  # a long event arrives in many chunks: split only once it is complete
-            if len(buffer) > MAX_LINE:
-                raise ValueError(f"event line longer than {MAX_LINE} bytes")
-            continue
-        *lines, rest = bytes(buffer).split(b"\n")
-        buffer = bytearray(rest)
-        for line in lines:
-            if line.strip():
-                yield line
-    if buffer.strip():
-        yield bytes(buffer)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -1,14 +1,12 @@
-"""Pure Icinga 2 API logic: objects and events to CheckStates, stream health, reconnect backoff."""
+"""Pure Icinga 2 API logic: objects and events to CheckStates (the stream's health is icinga_health)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from bridge.model import CheckState, HostState, SourceHealth, StatusData
+from bridge.model import CheckState, HostState, StatusData
 
 CheckKey = tuple[str, str | None]  # (host, service); service None for the host check
 Json = Mapping[str, Any]
@@ -129,6 +127,13 @@ def downtime_in_effect(downtime: Json, now: float) -> bool:
     return now < trigger + _num(downtime.get("duration"))
 
 
+def status_data_of(checks: Mapping[CheckKey, CheckState], created: float, version: str | None) -> StatusData:
+    """Split checks into a StatusData (give a copy when the loop may change checks meanwhile)."""
+    hosts = {k[0]: c for k, c in checks.items() if k[1] is None}
+    services = {(k[0], k[1]): c for k, c in checks.items() if k[1] is not None}
+    return StatusData(created=created, version=version, hosts=hosts, services=services)
+
+
 class IcingaState:
     """The checks as Icinga 2 reported them: filled by a sync, then kept current by stream events."""
 
@@ -159,9 +164,7 @@ class IcingaState:
 
     def status_data(self, created: float, version: str | None = None) -> StatusData:
         """A StatusData copy safe to hand out (later events do not mutate it)."""
-        hosts = {k[0]: c for k, c in self.checks.items() if k[1] is None}
-        services = {(k[0], k[1]): c for k, c in self.checks.items() if k[1] is not None}
-        return StatusData(created=created, version=version, hosts=hosts, services=services)
+        return status_data_of(self.checks, created, version)
 
     def apply(self, event: Json) -> bool:
         """Fold one stream event in; True when a check changed. Replaying events already seen is harmless."""
@@ -247,53 +250,3 @@ class IcingaState:
             names.add(name)  # a fixed downtime is in effect from its start; a flexible one once triggered
         old = self.checks.get(key)
         return old is not None and self._put(key, old._replace(downtime_depth=len(names)))
-
-
-@dataclass(frozen=True)
-class StreamFacts:
-    """What the source knows about its connection to Icinga 2, independent of the current time."""
-
-    connected: bool = False  # synced and following the event stream
-    down_since: float | None = None  # when the stream was lost (or the source started); None while connected
-    data_as_of: float | None = None  # the last moment our state was known to match Icinga's
-    last_sync_seconds: float | None = None
-    last_error: str | None = None
-    last_error_time: float | None = None
-    syncs_total: int = 0
-    errors_total: int = 0
-
-
-def iso(epoch: float) -> str:
-    """Epoch seconds as an ISO 8601 UTC timestamp for messages."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def stale_reason(facts: StreamFacts, now: float, stale_after: float) -> str | None:
-    """Why Icinga data must be shown as stale at now (stream down longer than stale_after), or None."""
-    detail = f": {facts.last_error}" if facts.last_error else ""
-    if facts.data_as_of is None:
-        return f"no Icinga 2 data yet{detail}"
-    if facts.connected or facts.down_since is None or now - facts.down_since <= stale_after:
-        return None
-    return f"Icinga 2 event stream down since {iso(facts.down_since)}{detail}"
-
-
-def compute_health(facts: StreamFacts, now: float, stale_after: float) -> SourceHealth:
-    """The SourceHealth shown on the page and in /metrics."""
-    reason = stale_reason(facts, now, stale_after)
-    return SourceHealth(
-        stale=reason is not None,
-        reason=reason,
-        data_created=facts.data_as_of,
-        last_parse_seconds=facts.last_sync_seconds,
-        last_error=facts.last_error,
-        last_error_time=facts.last_error_time,
-        parses_total=facts.syncs_total,
-        errors_total=facts.errors_total,
-    )
-
-
-def backoff_delay(attempt: int, rand: float, first: float = 0.5, cap: float = 30.0, jitter: float = 0.2) -> float:
-    """Seconds to wait before reconnect attempt number attempt (0-based): doubling, capped, +-jitter."""
-    base = min(cap, first * 2 ** min(attempt, 32))
-    return min(cap, base * (1 + jitter * (2 * rand - 1)))

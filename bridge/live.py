@@ -253,7 +253,7 @@ class Live:
                 Record(cid, kind, current[(cid, kind)], self._when(views[cid], kind, shown, now, explained))
                 for cid, kind in self.recorder.changed(current)
             ]
-            self.recorder.commit(records)  # one transaction per snapshot
+            self.recorder.commit(records)  # one transaction per snapshot, written off the loop
         except Exception:
             # History is a record of the page, never a reason to stop publishing it.
             log.exception("recording status history failed")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from bridge.notices import Notice, Override
@@ -77,6 +77,37 @@ class SourceHealth:
     last_error_time: float | None = None
     parses_total: int = 0
     errors_total: int = 0
+
+
+class HealthFacts(Protocol):
+    """What a source knows about its reads, under SourceHealth's names (a source maps its own at its edge)."""
+
+    @property
+    def data_created(self) -> float | None: ...
+    @property
+    def last_parse_seconds(self) -> float | None: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def last_error_time(self) -> float | None: ...
+    @property
+    def parses_total(self) -> int: ...
+    @property
+    def errors_total(self) -> int: ...
+
+
+def source_health(facts: HealthFacts, reason: str | None) -> SourceHealth:
+    """The SourceHealth shown on the page and in /metrics: a source's facts plus its verdict (None = fresh)."""
+    return SourceHealth(
+        stale=reason is not None,
+        reason=reason,
+        data_created=facts.data_created,
+        last_parse_seconds=facts.last_parse_seconds,
+        last_error=facts.last_error,
+        last_error_time=facts.last_error_time,
+        parses_total=facts.parses_total,
+        errors_total=facts.errors_total,
+    )
 
 
 @dataclass(frozen=True)

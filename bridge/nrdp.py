@@ -14,7 +14,7 @@ from defusedxml import DefusedXmlException
 
 from bridge import __version__
 from bridge.admin_input import InputError
-from bridge.passive import ItemError, Result, check_name, check_state, check_time
+from bridge.passive import ItemError, Result, check_name, check_state, check_time, collect
 
 PRODUCT = "status-bridge"
 # NRDP's precedence (grab_json/grab_xml): json over jsondata over the legacy JSONDATA, likewise for xml.
@@ -66,14 +66,7 @@ def parse_submission(form: Mapping[str, str], now: float) -> tuple[list[Result],
         records = records_from_json(js)
     else:
         raise NrdpError(400, "NO DATA", "submitcheck needs check results in a json or xml field", "json")
-    results: list[Result] = []
-    errors: list[ItemError] = []
-    for i, rec in enumerate(records):
-        try:
-            results.append(to_result(rec, i, now))
-        except InputError as e:
-            errors.append(ItemError(i, e.field, e.message))
-    return results, errors
+    return collect(records, to_result, now)
 
 
 def records_from_json(text: str) -> list[Record]:

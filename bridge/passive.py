@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple, TypeVar
 
 from bridge.admin_input import InputError, parse_time
 from bridge.config import Config
@@ -18,6 +18,7 @@ NAME_MAX = 1024
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 CACHE_MAX = 500_000  # pattern decisions kept; cleared when full so random names cannot grow memory
 ERRORS_MAX = 100  # per-item errors listed in one answer (the count is always complete)
+T = TypeVar("T")
 
 
 class Result(NamedTuple):
@@ -103,11 +104,19 @@ def parse_batch(body: Any, now: float) -> tuple[list[Result], list[ItemError]]:
     if not isinstance(items, list):
         field = "results" if isinstance(body, dict) else "body"
         raise InputError(field, 'expected {"results": [...]} or a JSON list of results')
+    return collect(items, parse_item, now)
+
+
+def collect(
+    items: Iterable[T], parse: Callable[[T, int, float], Result], now: float
+) -> tuple[list[Result], list[ItemError]]:
+    """parse(item, index, now) for each item (native or NRDP) -> valid results and per-item errors."""
     results: list[Result] = []
     errors: list[ItemError] = []
+    add = results.append  # bound once: this loop runs for every pushed result
     for i, item in enumerate(items):
         try:
-            results.append(parse_item(item, i, now))
+            add(parse(item, i, now))
         except InputError as e:
             errors.append(ItemError(i, e.field, e.message))
     return results, errors

@@ -1,4 +1,4 @@
-"""Monitoring sources that a reload can retarget (status.dat tailer, Icinga 2), and the SIGHUP config reload."""
+"""Monitoring sources that a reload can retarget (status.dat tailer, Icinga 2), and the SIGHUP config and token reload."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
 
+from bridge.auth import TokenFileError, TokenSet, admin_token_set, push_token_set
 from bridge.config import Config, ConfigError, load_config
 from bridge.icinga import IcingaSource
 from bridge.keys import LIVE, SETTINGS
@@ -78,7 +79,9 @@ class Sources:
         icinga = None
         if self.watch and icinga_changed and config.icinga_url:
             # Reads the password file and the CA now, before anything is swapped: a bad section changes nothing.
-            icinga = IcingaSource.from_config(config, lambda: self._icinga_changed(icinga), clock=self.live.clock)
+            icinga = IcingaSource.from_config(
+                config, lambda: self._icinga_changed(icinga), clock=self.live.clock, prepare=self.live.prepare
+            )
         if old is not None:
             self.live.set_config(config)
         self.config = config
@@ -164,6 +167,13 @@ async def sources_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def reload_config(app: web.Application, path: Path) -> bool:
+    """SIGHUP: re-read the config file, then the token files; False when either kept its running version."""
+    config_ok = await _reload_config_file(app, path)
+    # Tokens after the config: a reloaded [passive] tokens_file is where the push tokens now come from.
+    return await reload_tokens(app) and config_ok
+
+
+async def _reload_config_file(app: web.Application, path: Path) -> bool:
     """Re-read and validate path; on success swap it in and retarget sources, else log and keep the old one."""
     sources, old = app[SOURCES], app[LIVE].config
     try:
@@ -183,3 +193,37 @@ async def reload_config(app: web.Application, path: Path) -> bool:
     if "admin_listen" in changed:
         log.warning("http.admin_listen changed: still listening on the old address until a restart")
     return True
+
+
+async def reload_tokens(app: web.Application) -> bool:
+    """Re-read the token files `run` read at start; an unreadable one keeps its running tokens (logged, False)."""
+    settings = app[SETTINGS]
+    files = settings.token_files
+    if files is None:  # tokens given directly (tests, the demo): nothing to re-read
+        return True
+    config = app[LIVE].config
+    admin = await _read_tokens(lambda: admin_token_set(files.admin))
+    push = await _read_tokens(lambda: push_token_set(files.push, config))
+    changed = []
+    if admin is not None and admin != settings.admin_tokens:
+        settings.admin_tokens = admin
+        changed.append("admin")
+    if push is not None and push != settings.push_tokens:
+        settings.push_tokens = push
+        changed.append("push")
+    # Counts only: a token never reaches the log.
+    log.info("tokens reloaded %s", kv({"admin": len(settings.admin_tokens), "push": len(settings.push_tokens),
+                                       "changed": ",".join(changed) or "nothing"}))  # fmt: skip
+    return admin is not None and push is not None
+
+
+async def _read_tokens(read: Callable[[], TokenSet]) -> tuple[str, ...] | None:
+    """The tokens read() finds (off the event loop), or None after logging why its file cannot be read."""
+    try:
+        found = await asyncio.to_thread(read)
+    except TokenFileError as e:
+        log.error("token reload failed, keeping the running %s tokens %s", e.what, kv({"file": e.path, "error": e.reason}))
+        return None
+    if found.too_open:
+        log.warning("%s is readable by group/others; chmod 600 it", found.path)
+    return found.tokens

@@ -10,6 +10,15 @@ from bridge.config import Config
 
 
 @dataclass(frozen=True)
+class TokenFiles:
+    """The token files `run` was given, so a SIGHUP reload reads them again (None: [passive] tokens_file or env)."""
+
+    admin: Path | None = None  # --admin-token-file, else $STATUS_BRIDGE_ADMIN_TOKENS
+    push: Path | None = None  # --push-token-file, else [passive] tokens_file, else $STATUS_BRIDGE_PUSH_TOKENS
+
+
+# Not frozen: a SIGHUP reload swaps admin_tokens/push_tokens in place, and handlers read them per request.
+@dataclass
 class Settings:
     """Everything make_app needs; built by the CLI or by tests."""
 
@@ -21,6 +30,7 @@ class Settings:
     admin_tokens: tuple[str, ...] = ()  # bearer tokens accepted by the admin API
     push_tokens: tuple[str, ...] = ()  # tokens accepted by the passive endpoints (none = they answer 403)
     recent_days: float = 7.0  # a notice ended within this many days is past_recent
+    token_files: TokenFiles | None = None  # where reloads re-read the tokens; None = given directly, kept as is
 
 
 def default_db_path() -> Path:

@@ -9,8 +9,8 @@ created is required, and in host/service blocks every key we read but the two ou
 or without its final newline (read mid-write), raises StatusDatError: never a partial result.
 
 Speed: the first block of each kind is parsed line by line and its key layout compiled into
-one regex matching a whole block. Nagios writes all blocks of a kind alike, so the rest
-match at C speed; values are then converted column by column.
+one regex matching a whole block (both in bridge.statusdat_blocks). Nagios writes all blocks
+of a kind alike, so the rest match at C speed; values are then converted column by column.
 
 Chunks: the columns are converted every CHUNK_BLOCKS blocks, never over the whole file at
 once. Each C-level step (a map, a join, a dict build) then covers a few thousand values and
@@ -23,16 +23,29 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import math
 import re
 from collections import deque
 from collections.abc import Callable, Iterable
 from contextlib import suppress
-from functools import lru_cache
 from itertools import compress, repeat
 from operator import truth
 
 from bridge.model import CheckState, StatusData
+from bridge.statusdat_blocks import (
+    BODY,
+    INT_RE,
+    STATE_FIELDS,
+    FastPath,
+    StatusDatError,
+    decode,
+    fast_path,
+    info_block,
+    located_error,
+    status_block,
+)
+from bridge.statusdat_blocks import (
+    KINDS as _KINDS,  # under its old name: tests read statusdat._KINDS
+)
 
 __all__ = ["CHUNK_BLOCKS", "StatusDatError", "parse"]
 
@@ -40,43 +53,12 @@ __all__ = ["CHUNK_BLOCKS", "StatusDatError", "parse"]
 # than converting everything at once. Tests lower it to exercise chunk boundaries.
 CHUNK_BLOCKS = 2048
 
-
-class StatusDatError(ValueError):
-    """status.dat is truncated, malformed or missing required data."""
-
-
-# Raw values kept per block, in the order Nagios 4 writes them, so that its blocks need
-# no reordering (Match.groups() is the row as is).
-_HOST_FIELDS = (
-    b"host_name", b"has_been_checked", b"current_state", b"last_hard_state", b"plugin_output",
-    b"long_plugin_output", b"last_check", b"state_type", b"last_state_change",
-    b"problem_has_been_acknowledged", b"is_flapping", b"scheduled_downtime_depth",
-)
-_SERVICE_FIELDS = (
-    b"host_name", b"service_description", b"has_been_checked", b"current_state",
-    b"last_hard_state", b"state_type", b"last_state_change", b"plugin_output",
-    b"long_plugin_output", b"last_check", b"problem_has_been_acknowledged", b"is_flapping",
-    b"scheduled_downtime_depth",
-)
-_KINDS = {b"hoststatus": _HOST_FIELDS, b"servicestatus": _SERVICE_FIELDS}
-# CheckState's fields after host and service, as status.dat keys.
-_STATE_FIELDS = (
-    b"current_state", b"state_type", b"last_hard_state", b"has_been_checked",
-    b"problem_has_been_acknowledged", b"scheduled_downtime_depth", b"is_flapping",
-    b"last_check", b"last_state_change", b"plugin_output", b"long_plugin_output",
-)
 _BOOL_FIELDS = frozenset({b"has_been_checked", b"problem_has_been_acknowledged", b"is_flapping"})
-# Icinga 2 omits both outputs for objects that have no check result yet.
-_TEXT_FIELDS = frozenset({b"plugin_output", b"long_plugin_output"})
-_INT_FIELDS = frozenset(_STATE_FIELDS) - _TEXT_FIELDS
 _TIMESTAMP_FIELDS = frozenset({b"last_check", b"last_state_change"})
 
-_INT_RE = re.compile(rb"-?[0-9]+\Z")
 _HEADER_RE = re.compile(rb"([A-Za-z_][A-Za-z0-9_]*) \{\Z")
 _NON_TAB_LINE_RE = re.compile(rb"\n[^\t]")
-# Body lines up to the block's end: the first "\t}" line not followed by another body line.
-_BODY = rb"(?:\t(?!\}\n(?!\t))[^\n]*+\n)*+\t\}\n\n*+"
-_OTHER_BLOCK_RE = re.compile(rb"(?!(?:hoststatus|servicestatus|info) )[A-Za-z_][A-Za-z0-9_]*+ \{\n" + _BODY)
+_OTHER_BLOCK_RE = re.compile(rb"(?!(?:hoststatus|servicestatus|info) )[A-Za-z_][A-Za-z0-9_]*+ \{\n" + BODY)
 _SMALL_INTS = {str(i).encode(): i for i in range(-1, 256)}
 _SMALL_BOOLS = {str(i).encode(): bool(i) for i in range(-1, 256)}
 _UNESCAPE_RE = re.compile(r"\\[\\n]")
@@ -99,39 +81,20 @@ def _gc_untrack() -> Callable[[object], None] | None:
 _UNTRACK = _gc_untrack()
 _UNESCAPE = {"\\\\": "\\", "\\n": "\n"}
 
-# The key (or None) on each line of a block, up to its last wanted key.
-Layout = tuple[bytes | None, ...]
-# A compiled whole-block match() and the group numbers giving _KINDS order (None: groups()).
-FastPath = tuple[Callable, "tuple[int, ...] | None"]
-
-
-def _error(data: bytes, pos: int, msg: str) -> StatusDatError:
-    """Build an error that locates byte offset pos by line too."""
-    line = data.count(b"\n", 0, pos) + 1
-    return StatusDatError(f"status.dat line {line} (byte {pos}): {msg}")
-
-
-def _decode(raw: bytes) -> str:
-    """Decode one value as UTF-8, or as Latin-1 (never fails) when it is not UTF-8."""
-    try:
-        return raw.decode()
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
-
 
 def _decode_all(column: list[bytes]) -> list[str]:
     """Decode a column at C speed; fall back value by value only if some value is not UTF-8."""
     try:
         return list(map(bytes.decode, column))
     except UnicodeDecodeError:
-        return list(map(_decode, column))
+        return list(map(decode, column))
 
 
 def _unescape_all(column: list[bytes]) -> list[str]:
     """Decode long_plugin_output values and undo Nagios' escaping of backslash and newline."""
     texts = [""] * len(column)  # most checks have no long output: touch only the others
     for i in compress(range(len(column)), column):
-        text = _decode(column[i])
+        text = decode(column[i])
         if "\\\\" in text:  # one pass, so an escaped backslash before "n" stays
             texts[i] = _UNESCAPE_RE.sub(lambda m: _UNESCAPE[m.group()], text)
         else:
@@ -150,76 +113,14 @@ def _ints(data: bytes, field: bytes, column: list[bytes]) -> Iterable[int]:
             values = list(map(int, column))
     if values is None:
         for raw in column:
-            if not _INT_RE.match(raw):
+            if not INT_RE.match(raw):
                 pos = data.find(b"\t" + field + b"=" + raw + b"\n")
-                raise _error(data, pos, f"'{field.decode()}' is not an integer: {raw[:40]!r}")
+                raise located_error(data, pos, f"'{field.decode()}' is not an integer: {raw[:40]!r}")
         try:
             values = list(map(int, column))
         except ValueError:  # thousands of digits: beyond int()'s limit for strings
             raise StatusDatError(f"status.dat: a '{field.decode()}' value has too many digits") from None
     return map(truth, values) if field in _BOOL_FIELDS else values
-
-
-@lru_cache(maxsize=16)
-def _fast_path(kind: bytes, layout: Layout) -> FastPath:
-    """Compile a whole-block regex for one key layout (a key or None per line)."""
-    # Unrolled lines and possessive repeats keep sre from ever backtracking. A block with
-    # another layout just fails to match and takes the generic path: never less strict.
-    parts = [re.escape(kind), rb" \{\n"]
-    group_of: dict[bytes, int] = {}
-    for key in layout:
-        if key is None:
-            parts.append(rb"\t[^\n]*+\n")
-        else:
-            group_of[key] = len(group_of) + 1
-            parts.append(rb"\t" + re.escape(key) + rb"=([^\n]*+)\n")
-    parts.append(_BODY)
-    order = tuple(group_of[f] for f in _KINDS[kind])
-    return re.compile(b"".join(parts)).match, None if order == tuple(sorted(order)) else order
-
-
-def _status_block(data: bytes, kind: bytes, start: int, end: int) -> tuple[tuple, Layout | None]:
-    """Parse one host/service block body generically; also return its layout if complete."""
-    fields = _KINDS[kind]
-    values: dict[bytes, bytes] = {}
-    layout: list[bytes | None] = []
-    pos = start
-    for line in bytes(data[start:end]).split(b"\n") if end >= start else ():
-        if line[:1] != b"\t":
-            raise _error(data, pos, f"expected a tab-indented key=value line in '{kind.decode()}'")
-        key, sep, value = line[1:].partition(b"=")
-        wanted = bool(sep) and key in fields and key not in values
-        if wanted:
-            if key in _INT_FIELDS and not _INT_RE.match(value):
-                raise _error(data, pos, f"'{key.decode()}' is not an integer: {value[:40]!r}")
-            values[key] = value
-        layout.append(key if wanted else None)
-        pos += len(line) + 1
-    missing = [f.decode() for f in fields if f not in values and f not in _TEXT_FIELDS]
-    if missing:
-        raise _error(data, start - 1, f"'{kind.decode()}' block lacks {', '.join(missing)}")
-    row = tuple(values.get(f, b"") for f in fields)
-    if len(values) < len(fields):
-        return row, None
-    # Lines after the last wanted key (custom variables) are matched by the trailer.
-    last = max(i for i, key in enumerate(layout) if key is not None)
-    return row, tuple(layout[: last + 1])
-
-
-def _info(data: bytes, start: int, end: int) -> tuple[float, str | None]:
-    """Read created and version from the info block body."""
-    info = dict(line[1:].partition(b"=")[::2] for line in bytes(data[start:end]).split(b"\n"))
-    raw = info.get(b"created")
-    if raw is None:
-        raise _error(data, start - 1, "the info block has no 'created'")
-    try:
-        created = float(raw.decode("ascii")) if raw.strip() == raw else math.nan
-    except ValueError:  # also UnicodeDecodeError
-        created = math.nan
-    if not math.isfinite(created) or created < 0:
-        raise _error(data, start - 1, f"info 'created' is not a timestamp: {raw[:40]!r}")
-    version = info.get(b"version")
-    return created, None if version is None else _decode(version)
 
 
 class _Sink:
@@ -288,23 +189,23 @@ def _scan(data: bytes, collect: bool = False) -> tuple[float, str | None, dict, 
             continue
         eol = data.find(b"\n", pos)
         if eol < 0:
-            raise _error(data, pos, "the last line has no newline: file truncated")
+            raise located_error(data, pos, "the last line has no newline: file truncated")
         line = bytes(data[pos:eol])
         if not line.strip(b" \t") or line[:1] == b"#":
             pos = eol + 1
             continue
         header = _HEADER_RE.match(line)
         if header is None:
-            raise _error(data, pos, f"expected a block header like 'hoststatus {{', got {line[:60]!r}")
+            raise located_error(data, pos, f"expected a block header like 'hoststatus {{', got {line[:60]!r}")
         kind = header.group(1)
         end = data.find(b"\n\t}\n", eol)
         while end >= 0 and data.startswith(b"\t", end + 4):
             end = data.find(b"\n\t}\n", end + 3)
         if end < 0:
-            raise _error(data, pos, f"'{kind.decode()}' block is not closed: file truncated")
+            raise located_error(data, pos, f"'{kind.decode()}' block is not closed: file truncated")
         if kind in sinks:
             sink = sinks[kind]
-            row, layout = _status_block(data, kind, eol + 1, end)
+            row, layout = status_block(data, kind, eol + 1, end)
             sink.flat.extend(row)
             generic[kind] += 1
             misses = generic[kind]
@@ -314,17 +215,17 @@ def _scan(data: bytes, collect: bool = False) -> tuple[float, str | None, dict, 
                 fast[kind] is None
                 or (misses & (misses - 1) == 0 and 2 * misses * len(row) > len(sink.flat) + sink.width * sink.done)
             ):
-                fast[kind] = _fast_path(kind, layout)
+                fast[kind] = fast_path(kind, layout)
             if len(sink.flat) >= CHUNK_BLOCKS * sink.width:
                 sink.flush(data)
         else:
             bad = _NON_TAB_LINE_RE.search(data, eol, end + 1)
             if bad is not None:
-                raise _error(data, bad.start() + 1, f"expected a tab-indented line in '{kind.decode()}'")
+                raise located_error(data, bad.start() + 1, f"expected a tab-indented line in '{kind.decode()}'")
             if kind == b"info":
                 if info is not None:
-                    raise _error(data, pos, "a second info block")
-                info = _info(data, eol + 1, end)
+                    raise located_error(data, pos, "a second info block")
+                info = info_block(data, eol + 1, end)
         pos = end + 4
     if info is None:
         raise StatusDatError("status.dat has no info block (no 'created' time)")
@@ -344,7 +245,7 @@ def _states(data: bytes, kind: bytes, flat: list[bytes], names: dict[bytes, str]
     names.update(zip(new, _decode_all(new)))
     hosts = list(map(names.__getitem__, host_names))
     services = _decode_all(raw.pop(b"service_description")) if kind == b"servicestatus" else None
-    columns = [_ints(data, f, raw[f]) for f in _STATE_FIELDS[:-2]]
+    columns = [_ints(data, f, raw[f]) for f in STATE_FIELDS[:-2]]
     columns.append(_decode_all(raw[b"plugin_output"]))
     columns.append(_unescape_all(raw[b"long_plugin_output"]))
     del raw

@@ -18,7 +18,7 @@ from typing import BinaryIO, NamedTuple
 
 from watchfiles import awatch
 
-from .model import SourceHealth, StatusData
+from .model import SourceHealth, StatusData, source_health
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +71,7 @@ def stale_reason(facts: TailFacts, now: float, stale_after: float, name: str = "
 
 def compute_health(facts: TailFacts, now: float, stale_after: float, name: str = "status.dat") -> SourceHealth:
     """Turn the tailer's facts into the SourceHealth shown on the page and in /metrics."""
-    reason = stale_reason(facts, now, stale_after, name)
-    return SourceHealth(
-        stale=reason is not None,
-        reason=reason,
-        data_created=facts.data_created,
-        last_parse_seconds=facts.last_parse_seconds,
-        last_error=facts.last_error,
-        last_error_time=facts.last_error_time,
-        parses_total=facts.parses_total,
-        errors_total=facts.errors_total,
-    )
+    return source_health(facts, stale_reason(facts, now, stale_after, name))
 
 
 def apply_outcome(facts: TailFacts, outcome: ReadOutcome, now: float) -> TailFacts:

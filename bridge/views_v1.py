@@ -16,7 +16,7 @@ from bridge.keys import DB, LIVE, SETTINGS
 from bridge.live import Encoded
 from bridge.model import Snapshot
 from bridge.notices import STATES, TIMELINE_STATES
-from bridge.render import sorry, sorry_metrics
+from bridge.render import sorry, sorry_metrics, sorry_notices, sorry_query
 from bridge.uptime import metrics
 
 COMPONENT_FILTERS = ("filter[parent_id_null]", "filter[parent_id_eq]")
@@ -64,14 +64,14 @@ def parse_page(query: MultiMapping[str]) -> int:
     return int(value)
 
 
-def parse_component_filter(query: MultiMapping[str]) -> sorry.ComponentFilter:
+def parse_component_filter(query: MultiMapping[str]) -> sorry_query.ComponentFilter:
     """filter[parent_id_null]=true|false and filter[parent_id_eq]=ID (both may be given: they combine)."""
     _check_filter_keys(query, COMPONENT_FILTERS)
     null = _choice(query, "filter[parent_id_null]", tuple(BOOLEANS))
     parent = _one(query, "filter[parent_id_eq]")
     if parent == "":
         raise ApiError(400, "filter[parent_id_eq] must not be empty", "filter[parent_id_eq]")
-    return sorry.ComponentFilter(None if null is None else BOOLEANS[null], parent)
+    return sorry_query.ComponentFilter(None if null is None else BOOLEANS[null], parent)
 
 
 def _instant(value: str, key: str) -> float:
@@ -83,14 +83,14 @@ def _instant(value: str, key: str) -> float:
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
-def parse_notice_filter(query: MultiMapping[str]) -> sorry.NoticeFilter:
+def parse_notice_filter(query: MultiMapping[str]) -> sorry_query.NoticeFilter:
     """filter[type_eq], filter[timeline_state_eq], filter[components_id]=ID and two filter[impact_timeframe_overlaps][]."""
     _check_filter_keys(query, NOTICE_FILTERS)
     overlaps = query.getall(OVERLAPS, [])
     if overlaps and len(overlaps) != 2:
         raise ApiError(400, f"{OVERLAPS} must be given twice: the start and the end of the timeframe", OVERLAPS)
     window = (_instant(overlaps[0], OVERLAPS), _instant(overlaps[1], OVERLAPS)) if overlaps else None
-    return sorry.NoticeFilter(
+    return sorry_query.NoticeFilter(
         _choice(query, "filter[type_eq]", tuple(STATES)),
         _choice(query, "filter[timeline_state_eq]", TIMELINE_STATES),
         _one(query, "filter[components_id]"),
@@ -271,7 +271,7 @@ async def notices(request: web.Request) -> web.Response:
     flt, page = parse_notice_filter(request.query), parse_page(request.query)
     live = request.app[LIVE]
     # Timeline states move with the clock (e.g. past_recent -> past_distant), not only on rebuilds.
-    doc = sorry.notices_doc(live.snapshot, flt, page, live.clock(), request.app[SETTINGS].recent_days)
+    doc = sorry_notices.notices_doc(live.snapshot, flt, page, live.clock(), request.app[SETTINGS].recent_days)
     return _respond(request, doc)
 
 
@@ -283,7 +283,7 @@ async def notice(request: web.Request) -> web.Response:
     found = sorry.find_notice(snap, int(raw)) if NOTICE_ID.fullmatch(raw) else None
     if found is None:
         raise ApiError(404, f"no notice with id {raw!r}", "id")
-    return _respond(request, sorry.notice_doc(snap, found, live.clock(), request.app[SETTINGS].recent_days))
+    return _respond(request, sorry_notices.notice_doc(snap, found, live.clock(), request.app[SETTINGS].recent_days))
 
 
 def add_v1_routes(app: web.Application) -> None:

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from bridge.icinga_parse import EVENT_TYPES
-from tests.conftest import free_port, require_binary, require_real
-from tests.nagios import tail, wait_until
+from tests.conftest import free_port, require_binary
+from tests.procs import await_ready, daemon_kwargs, launch, processes, run_as, signal_group, stop, tail, wait_until
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -35,18 +35,6 @@ BRIDGE_PERMISSIONS = (
     "objects/query/Host", "objects/query/Service", "objects/query/Downtime",
     *(f"events/{t}" for t in EVENT_TYPES),
 )  # fmt: skip
-
-
-def run_as() -> tuple[str, str]:
-    """User and group to run Icinga as: 'nagios' (as Debian does) when we are root, else ourselves."""
-    if os.geteuid() != 0:
-        return pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(os.getegid()).gr_name
-    try:
-        user = pwd.getpwnam("nagios")
-    except KeyError:
-        require_real("user 'nagios' (to run Icinga 2 as, since we are root; package icinga2-common)", False)
-        raise AssertionError("unreachable") from None
-    return user.pw_name, grp.getgrgid(user.pw_gid).gr_name
 
 
 def _quote(text: str) -> str:
@@ -95,7 +83,7 @@ class Icinga:
 
     def __init__(self, services: Mapping[str, Sequence[str]], binary: str | None = None) -> None:
         self.binary = binary or require_binary("icinga2")
-        self.user, self.group = run_as()
+        self.user, self.group = run_as("Icinga 2", "icinga2-common")
         # Not pytest's tmp_path: that lives under a 0700 root-owned directory the nagios user cannot enter.
         self.root = Path(tempfile.mkdtemp(prefix="status-bridge-icinga-"))
         self.services = {host: list(svcs) for host, svcs in services.items()}
@@ -142,10 +130,7 @@ class Icinga:
 
     def _popen_kwargs(self) -> dict[str, Any]:
         """Run as the Icinga user, in a session of its own: its process group is then ours alone to signal."""
-        kwargs: dict[str, Any] = {"start_new_session": True, "cwd": self.root, "stdin": subprocess.DEVNULL}
-        if os.geteuid() == 0:
-            kwargs.update(user=self.user, group=self.group, extra_groups=[])
-        return kwargs
+        return daemon_kwargs(self.root, self.user, self.group)
 
     def _cli(self, *args: str) -> None:
         """Run one `icinga2` command with our defines; fail the test with its output when it fails."""
@@ -157,28 +142,17 @@ class Icinga:
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
         """Start Icinga in the foreground and wait until its API lists every configured host."""
-        with open(self.output_file, "ab") as out:
-            self.proc = subprocess.Popen(
-                [self.binary, "daemon", "-c", str(self.cfg), *self.defines()],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                **self._popen_kwargs(),
-            )
+        cmd = [self.binary, "daemon", "-c", str(self.cfg), *self.defines()]
+        self.proc = launch(cmd, self.output_file, **self._popen_kwargs())
 
         def ready() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                return True  # exited: stop waiting and report below
             try:
                 hosts = self.api("GET", "/v1/objects/hosts?attrs=name")["results"]
             except (OSError, ValueError, KeyError):
                 return False
             return set(self.services) <= {h["name"] for h in hosts}
 
-        ok = wait_until(ready, timeout)
-        if self.proc.poll() is not None:
-            pytest.fail(f"Icinga 2 exited with {self.proc.returncode} during start\n{self.diagnostics()}")
-        if not ok:
-            pytest.fail(f"the Icinga 2 API did not list all hosts within {timeout} s\n{self.diagnostics()}")
+        await_ready(self.proc, ready, timeout, "Icinga 2 (its API listing all hosts)", self.diagnostics)
 
     def api(self, method: str, path: str, body: object | None = None, timeout: float = 5.0) -> Any:
         """One REST API call verified against our CA; the decoded JSON answer."""
@@ -218,15 +192,10 @@ class Icinga:
         if proc is None:
             return None
         # The umbrella process forwards SIGTERM to its worker and waits for it: a clean, ordered stop.
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            _signal_group(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        stop(proc, timeout)
         # The worker can outlive the umbrella process for a moment; wait for the group to empty.
         if not wait_until(lambda: not _group_alive(proc.pid), timeout):
-            _signal_group(proc.pid, signal.SIGKILL)
+            signal_group(proc.pid, signal.SIGKILL)
         return proc.returncode
 
     def cleanup(self) -> None:
@@ -248,31 +217,15 @@ def _basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    """Signal the process group we created with start_new_session, if it still exists."""
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def _group_alive(pgid: int) -> bool:
     """True while a live (not zombie) process of the group exists; zombies wait for a reaper, not for us."""
-    proc = Path("/proc")
-    if not proc.is_dir():
+    if not Path("/proc").is_dir():
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
             return False
         return True
-    for entry in proc.glob("[0-9]*/stat"):
-        try:
-            fields = entry.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
-            return True
-    return False
+    return any(group == pgid and state != "Z" for _, state, _, group in processes())
 
 
 @contextmanager

@@ -11,16 +11,15 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 import pytest
 
 from tests.conftest import require_real
-
-T = TypeVar("T")
+from tests.procs import await_ready, daemon_kwargs, launch, processes, run_as, stop, tail
 
 DEFAULT_BINARY = "/usr/sbin/nagios4"
 START_TIMEOUT = 20.0
@@ -36,31 +35,6 @@ def find_nagios() -> str:
             return candidate
     require_real("Nagios 4 (package nagios4-core: nagios4 on PATH or /usr/sbin/nagios4)", False)
     raise AssertionError("unreachable")
-
-
-def run_as() -> tuple[str, str]:
-    """User and group names to run Nagios as: 'nagios' when we are root, else ourselves."""
-    if os.geteuid() != 0:
-        return pwd.getpwuid(os.geteuid()).pw_name, grp.getgrgid(os.getegid()).gr_name
-    try:
-        user = pwd.getpwnam("nagios")
-    except KeyError:
-        # Nagios would run as root, which production never does; refuse rather than test that.
-        require_real("user 'nagios' (to run Nagios as, since we are root; package nagios4-common)", False)
-        raise AssertionError("unreachable")
-    return user.pw_name, grp.getgrgid(user.pw_gid).gr_name
-
-
-def wait_until(probe: Callable[[], T | None], timeout: float, interval: float = 0.2) -> T | None:
-    """Call probe until it returns a truthy value or timeout passes; return that value or None."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(interval)
 
 
 def parse_status(data: bytes) -> list[tuple[str, dict[str, str]]]:
@@ -79,15 +53,6 @@ def parse_status(data: bytes) -> list[tuple[str, dict[str, str]]]:
             key, _, value = line.partition("=")  # values may contain '='
             current[key] = value
     return blocks
-
-
-def tail(path: Path, limit: int = 4000) -> str:
-    """Last limit characters of a text file, or a note that it does not exist."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return f"<{path}: {exc.strerror}>"
-    return data[-limit:].decode("utf-8", "replace")
 
 
 def _object_config(services: Mapping[str, Sequence[str]]) -> str:
@@ -194,7 +159,7 @@ class Nagios:
         (e.g. obsess_over_services=1, ocsp_command=...); objects: extra object definitions appended to objects.cfg.
         """
         self.binary = binary or find_nagios()
-        self.user, self.group = run_as()
+        self.user, self.group = run_as("Nagios", "nagios4-common")
         # Not pytest's tmp_path: that lives under a 0700 root-owned directory the nagios user cannot enter.
         self._owns_root = root is None
         self.root = root or Path(tempfile.mkdtemp(prefix="status-bridge-nagios-"))
@@ -241,12 +206,9 @@ class Nagios:
             os.chown(path, pwd.getpwnam(self.user).pw_uid, grp.getgrnam(self.group).gr_gid)
         return path
 
-    def _popen_kwargs(self) -> dict[str, object]:
-        """Run as the Nagios user, in a session of its own so terminal signals aimed at pytest miss it."""
-        kwargs: dict[str, object] = {"start_new_session": True, "cwd": self.root}
-        if os.geteuid() == 0:
-            kwargs.update(user=self.user, group=self.group, extra_groups=[])
-        return kwargs
+    def _popen_kwargs(self) -> dict[str, Any]:
+        """Run as the Nagios user, in a session of its own."""
+        return daemon_kwargs(self.root, self.user, self.group)
 
     def verify(self) -> None:
         """Run `nagios4 -v` on the config and fail the test with its output when it is not valid."""
@@ -255,7 +217,7 @@ class Nagios:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             timeout=30,
-            **self._popen_kwargs(),  # type: ignore[arg-type]
+            **self._popen_kwargs(),
         )
         if result.returncode != 0:
             pytest.fail(
@@ -267,20 +229,11 @@ class Nagios:
     def start(self, timeout: float = START_TIMEOUT) -> None:
         """Start Nagios in the foreground and wait until status.dat lists every configured object."""
         self.verify()
-        with open(self.output_file, "wb") as out:
-            self.proc = subprocess.Popen(
-                [self.binary, str(self.cfg)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                **self._popen_kwargs(),  # type: ignore[arg-type]
-            )
+        self.proc = launch([self.binary, str(self.cfg)], self.output_file, **self._popen_kwargs())
         want_hosts = set(self.services)
         want_services = {(h, s) for h, svcs in self.services.items() for s in svcs}
 
         def ready() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                return True  # exited: stop waiting and report below
             hosts, services = set(), set()
             for kind, block in self.status():
                 if kind == "hoststatus":
@@ -289,11 +242,7 @@ class Nagios:
                     services.add((block.get("host_name", ""), block.get("service_description", "")))
             return want_hosts <= hosts and want_services <= services and self.command_file.exists()
 
-        ok = wait_until(ready, timeout)
-        if self.proc.poll() is not None:
-            pytest.fail(f"Nagios exited with {self.proc.returncode} during start\n{self.diagnostics()}")
-        if not ok:
-            pytest.fail(f"status.dat did not list all objects within {timeout} s\n{self.diagnostics()}")
+        await_ready(self.proc, ready, timeout, "Nagios (status.dat listing all objects)", self.diagnostics)
 
     def status(self) -> list[tuple[str, dict[str, str]]]:
         """Current status.dat parsed naively; empty when it does not exist (yet, or any more)."""
@@ -340,14 +289,8 @@ class Nagios:
         if proc is None:
             return None
         # Workers put themselves in process groups of their own: note them while they are our children.
-        workers = _children(proc.pid)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        workers = [pid for pid, _, parent, _ in processes() if parent == proc.pid]
+        stop(proc, timeout)
         for pid in workers:
             _kill_if_ours(pid, str(self.root))
         return proc.returncode
@@ -380,19 +323,6 @@ class Nagios:
 def _one_line(output: str) -> str:
     """Plugin output as one command line: newlines sent as literal \\n, as Nagios expects."""
     return output.replace("\r", "").replace("\n", "\\n")
-
-
-def _children(pid: int) -> list[int]:
-    """Ids of the direct children of pid, read from /proc (empty where there is no /proc)."""
-    found = []
-    for entry in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = entry.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if fields and int(fields[1]) == pid:
-            found.append(int(entry.parent.name))
-    return found
 
 
 def _kill_if_ours(pid: int, marker: str) -> None:

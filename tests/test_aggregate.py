@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bridge.aggregate import aggregate, check_status, combine, group_status, page_status
+from bridge.aggregate import aggregate
 from bridge.config import CheckPattern, Component, Config, Group
 from bridge.matching import Matcher
 from bridge.model import CheckState, SourceHealth, Status, StatusData
+from bridge.status_rules import check_status, combine, group_status, page_status
 
 UP, PARTIAL, DOWN = Status.UP, Status.PARTIAL, Status.DOWN
 MAINT, NODATA = Status.MAINTENANCE, Status.NODATA

@@ -17,7 +17,8 @@ from bridge.history import EFFECTIVE, Record, append_records
 from bridge.keys import DB, LIVE, REFRESH
 from bridge.model import ComponentView, GroupView, Snapshot, SourceHealth, Status
 from bridge.notices import TIMELINE_STATES
-from bridge.render.sorry import ComponentFilter, component_objects, components_doc, iso_ms, status_doc
+from bridge.render.sorry import component_objects, components_doc, iso_ms, status_doc
+from bridge.render.sorry_query import ComponentFilter
 from bridge.settings import Settings
 from bridge.storage import add_update, create_notice
 from tests.conftest import check, status_data, web_config
@@ -444,6 +445,7 @@ async def test_metrics_follow_the_live_history(aiohttp_client, tmp_path) -> None
                                  check("db-1", "PostgreSQL", last_state_change=int(utc(1, 0, 2))),
                                  check("web-1", None, last_state_change=int(utc(1, 0, 2))), created=NOW - 5),
                      SourceHealth(stale=False, data_created=NOW - 5))
+    await app[LIVE].recorder.flush()  # the history is written off the loop
     body = await get_json(client, "/api/v1/components/website/metrics?timeframe_start=2023-03-31"
                           "&include_calculation_data=true")
     data = body["calculation_data_in_timeframe"]

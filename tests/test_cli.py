@@ -8,14 +8,15 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bridge.cli import build_parser, main
+from tests.bridgeproc import poll, run_cli, spawn
 from tests.conftest import REPO, free_port
+from tests.procs import stop
 
 COMMANDS = ["run", "demo", "check-config", "get", "notice", "override"]
 
@@ -141,45 +142,14 @@ def test_check_config_warns_unmatched(site, capsys):
 def test_run_invalid_config_exits_2(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[page]\nnmae = 'typo'\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "bridge", "run", "--config", str(bad)], capture_output=True, text=True, timeout=30, cwd=REPO
-    )
+    proc = run_cli(["run", "--config", str(bad)])
     assert proc.returncode == 2
     assert "nmae" in proc.stderr
 
 
 def wait_json(url: str, timeout: float, predicate=lambda body: True) -> dict:
     """Poll a loopback URL until it answers JSON satisfying predicate (bounded)."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                body = json.loads(resp.read())
-                if predicate(body):
-                    return body
-                last = body
-        except OSError as e:
-            last = e
-        time.sleep(0.2)
-    raise AssertionError(f"{url} not ready in {timeout}s: {last!r}")
-
-
-def spawn(args: list[str]) -> subprocess.Popen:
-    """Start the CLI as a real process."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "bridge", *args], cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
-
-
-def stop(proc: subprocess.Popen) -> str:
-    """SIGTERM, bounded wait, return stderr."""
-    proc.terminate()
-    try:
-        _, err = proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-    return err
+    return json.loads(poll(url, lambda body: predicate(json.loads(body)), timeout, interval=0.2))
 
 
 def test_run_serves_and_follows_rename(site):
@@ -217,10 +187,7 @@ def test_run_startup_config_error_is_a_message(tmp_path):
     cfg = tmp_path / "ic.toml"
     cfg.write_text(f'[icinga]\nurl = "https://localhost:5665"\nuser = "x"\npassword_file = "{tmp_path}/missing"\n'
                    f'[http]\nlisten = "127.0.0.1:{free_port()}"\n')
-    proc = subprocess.run(
-        [sys.executable, "-m", "bridge", "run", "--config", str(cfg), "--db", str(tmp_path / "db")],
-        capture_output=True, text=True, timeout=30, cwd=REPO,
-    )
+    proc = run_cli(["run", "--config", str(cfg), "--db", str(tmp_path / "db")])
     assert proc.returncode == 2
     assert "icinga.password_file" in proc.stderr
     assert "Traceback" not in proc.stderr

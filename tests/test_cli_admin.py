@@ -98,6 +98,7 @@ def test_notice_lifecycle(site, tmp_path, capsys):
         (["notice", "create", "--type", "planned", "--subject", "x", "--begins-at", "tomorrow", "--ends-at", "2030-01-01T09:00Z"], "begins_at"),
         (["notice", "update", "1", "--state", "resolved"], "content"),
         (["notice", "update", "1", "--state", "complete", "--content", "x"], "state"),
+        (["notice", "update", "1", "--subject", "Renamed", "--state", "complete", "--content", "x"], "state"),
         (["notice", "update", "1"], "update"),
         (["override", "add", "--component", "website", "--status", "down", "--reason", "x"], "config"),
         (["override", "add", "--config", "{site}", "--component", "web", "--status", "down", "--reason", "x"], "component"),

@@ -19,48 +19,24 @@ from typing import Any
 
 import pytest
 
+from tests.bridgeproc import BridgeProcess, site_toml
 from tests.conftest import REPO, free_port
-from tests.nagios import Nagios, tail, wait_until
-from tests.test_cli import MINI_STATUSDAT, spawn, stop
+from tests.nagios import Nagios
+from tests.procs import tail, wait_until
+from tests.test_cli import MINI_STATUSDAT
 
 CONTRIB = REPO / "contrib" / "nagios"
 CHECK = CONTRIB / "check_status_bridge"
 PUSH = CONTRIB / "status-bridge-push"
 OBJECTS = CONTRIB / "status-bridge.cfg"
 TOKEN = "push-secret-0123456789"
-START_TIMEOUT = 20.0
 STEP_TIMEOUT = 15.0  # each observable change must show up within this
 SCRIPT_TIMEOUT = 30.0  # hard bound on any script run (they bound themselves far lower)
 
-PAGE = """
-[page]
-name = "contrib test"
-[http]
-listen = "127.0.0.1:{port}"
-cache_seconds = 0
-[[group]]
-id = "web"
-name = "Web"
-  [[group.component]]
-  id = "website"
-  name = "Website"
-  checks = [{{ host = "web-1", service = "HTTP" }}]
-  [[group.component]]
+SECURE_COMPONENT = """  [[group.component]]
   id = "secure"
   name = "Secure website"
-  checks = [{{ host = "web-1", service = "HTTPS" }}]
-[[group]]
-id = "data"
-name = "Data"
-  [[group.component]]
-  id = "database"
-  name = "Database"
-  checks = [{{ host = "db-1", service = "PostgreSQL" }}]
-"""
-STATUSDAT_SOURCE = """
-[nagios]
-status_file = "status.dat"
-stale_after = {stale_after}
+  checks = [{ host = "web-1", service = "HTTPS" }]
 """
 
 
@@ -93,66 +69,37 @@ def perf_age(line: str) -> str:
     return match.group(1)
 
 
-class Bridge:
+class Bridge(BridgeProcess):
     """`python -m bridge run` on a free loopback port, started from a config written into a directory."""
 
-    def __init__(self, directory: Path, extra_config: str = "", args: tuple[str, ...] = ()) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.config = directory / "site.toml"
-        self.config.write_text(PAGE.format(port=self.port) + extra_config)
-        self.args = args
-        self.proc: subprocess.Popen[str] | None = None
-        self.stderr = ""
+    def __init__(self, directory: Path, statusdat: str | None = None, stale_after: float = 600,
+                 args: tuple[str, ...] = ()) -> None:  # fmt: skip
+        """statusdat: a [nagios] source on that file (none: pushed results only)."""
+        port = free_port()
+        config = directory / "site.toml"
+        config.write_text(site_toml(port, "contrib test", statusdat, stale_after, web_extra=SECURE_COMPONENT))
+        super().__init__(config, port, args)
 
-    def __enter__(self) -> Bridge:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> Bridge:
-        """Start and wait (bounded) until it answers; fail with its stderr if it exits."""
-        self.proc = spawn(["run", "--config", str(self.config), *self.args])
-        ok = wait_until(lambda: self.proc is None or self.proc.poll() is not None or self._answers(), START_TIMEOUT)
-        if self.proc.poll() is not None or not ok:
-            self.stop()
-            pytest.fail(f"bridge did not start on {self.base}:\n{self.stderr}", pytrace=False)
-        return self
-
-    def _answers(self) -> bool:
-        try:
-            self.get("/healthz")
-        except OSError:
-            return False
-        return True
-
-    def get(self, path: str) -> Any:
-        """GET path on the bridge and parse its JSON."""
-        import urllib.request
-
-        with urllib.request.urlopen(self.base + path, timeout=5) as resp:
-            return json.loads(resp.read())
+    def get_json(self, path: str) -> Any:
+        """GET path on the bridge and parse its JSON; an answer other than 200 raises OSError."""
+        status, body = self.get(path)
+        if status != 200:
+            raise OSError(f"{path}: HTTP {status}")
+        return json.loads(body)
 
     def component(self, component_id: str) -> dict[str, Any]:
         """One component of the Oxford feed."""
-        for group in self.get("/api/services.json")["groups"]:
+        for group in self.get_json("/api/services.json")["groups"]:
             for service in group["services"]:
                 if service["id"] == component_id:
                     return service
         raise AssertionError(f"no component {component_id}")
 
-    def stop(self) -> None:
-        """SIGTERM (bounded), keep stderr for failure messages."""
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            self.stderr += stop(proc)
-
 
 def statusdat_bridge(directory: Path, age: float, stale_after: float) -> Bridge:
     """A Bridge reading a MINI_STATUSDAT-style file created `age` seconds ago."""
     (directory / "status.dat").write_bytes(MINI_STATUSDAT % int(time.time() - age))
-    return Bridge(directory, STATUSDAT_SOURCE.format(stale_after=stale_after))
+    return Bridge(directory, "status.dat", stale_after)
 
 
 def eventually(what: str, probe: Callable[[], tuple[bool, object]], timeout: float = STEP_TIMEOUT) -> float:
@@ -298,7 +245,7 @@ def test_check_stale_is_critical(tmp_path: Path) -> None:
         assert float(perf_age(line)[:-1]) >= 120
         # status.dat deleted (Nagios stopped cleanly): CRITICAL with the bridge's reason.
         (tmp_path / "status.dat").unlink()
-        eventually("status.dat gone", lambda: ("missing" in ((h := b.get("/healthz"))["reason"] or ""), h))
+        eventually("status.dat gone", lambda: ("missing" in ((h := b.get_json("/healthz"))["reason"] or ""), h))
         code, line = check("-u", b.base, "-w", "60", "-c", "120")
         assert code == 2 and "stale (status.dat missing" in line, line
 
@@ -614,7 +561,7 @@ def test_real_nagios_pushes_every_result(tmp_path: Path, token_file: Path) -> No
     push_log = nagios.root / "push.log"
 
     def diagnostics() -> str:
-        return f"--- push.log ---\n{tail(push_log)}\n--- bridge stderr ---\n{b.stderr}\n{nagios.diagnostics()}"
+        return f"--- push.log ---\n{tail(push_log)}\n{b.diagnostics()}\n{nagios.diagnostics()}"
 
     def component_is(component_id: str, status: str) -> Callable[[], tuple[bool, object]]:
         return lambda: ((c := b.component(component_id))["status"] == status, c)

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -19,22 +20,22 @@ from aiohttp import web
 
 from bridge.app import make_app
 from bridge.config import ConfigError
-from bridge.icinga import IcingaSource, read_password, ssl_context
+from bridge.icinga import IcingaSource
+from bridge.icinga_health import StreamFacts, backoff_delay, compute_health, stale_reason
+from bridge.icinga_http import read_password, ssl_context
 from bridge.icinga_parse import (
     DOWNTIME_ATTRS,
     EVENT_TYPES,
     HOST_ATTRS,
     SERVICE_ATTRS,
     IcingaState,
-    StreamFacts,
-    backoff_delay,
     check_from_object,
-    compute_health,
     pending,
     split_output,
-    stale_reason,
 )
-from bridge.model import CheckState
+from bridge.live import Live
+from bridge.merge import SourceView
+from bridge.model import CheckState, SourceHealth, StatusData
 from bridge.settings import Settings
 from tests.conftest import web_config
 from tests.icinga import API_USER, Icinga
@@ -271,6 +272,15 @@ def test_stale_only_when_the_stream_is_down_longer_than_stale_after(facts: Strea
     assert health.stale is (reason is not None) and health.data_created == facts.data_as_of
 
 
+def test_health_reports_syncs_under_the_names_every_source_shares() -> None:
+    facts = StreamFacts(connected=True, data_as_of=50.0, last_sync_seconds=1.5, last_error="HTTP 503",
+                        last_error_time=40.0, syncs_total=3, errors_total=2)  # fmt: skip
+    assert compute_health(facts, 60.0, 180) == SourceHealth(
+        stale=False, data_created=50.0, last_parse_seconds=1.5, last_error="HTTP 503", last_error_time=40.0,
+        parses_total=3, errors_total=2,
+    )  # fmt: skip
+
+
 def test_backoff_doubles_from_half_a_second_to_thirty_with_jitter() -> None:
     assert [backoff_delay(n, 0.5) for n in range(8)] == [0.5, 1, 2, 4, 8, 16, 30, 30]
     assert backoff_delay(0, 0.0) == pytest.approx(0.4) and backoff_delay(0, 1.0) == pytest.approx(0.6)
@@ -404,13 +414,36 @@ async def running(source: IcingaSource) -> AsyncIterator[asyncio.Task[None]]:
             await task
 
 
-def make_source(url: str, **kw: Any) -> tuple[IcingaSource, list[float]]:
-    """A source on url with fast test timings; the list collects on_change call times."""
+def make_source(url: str, listener: Callable[[IcingaSource], None] | None = None, **kw: Any) -> tuple[IcingaSource, list[float]]:
+    """A source on url with fast test timings; the list collects on_change call times, listener(source) runs too."""
     calls: list[float] = []
-    opts: dict[str, Any] = {"stale_after": 5.0, "debounce": 0.01, "rand": lambda: 0.5}
+    opts: dict[str, Any] = {"stale_after": 5.0, "min_gap": 0.01, "rand": lambda: 0.5}
     opts.update(kw)
-    source = IcingaSource(url, "bridge", PASSWORD, None, lambda: calls.append(time.monotonic()), **opts)
+
+    def on_change() -> None:
+        calls.append(time.monotonic())
+        if listener is not None:
+            listener(source)
+
+    source = IcingaSource(url, "bridge", PASSWORD, None, on_change, **opts)
     return source, calls
+
+
+def publish_to(live: Live) -> Callable[[IcingaSource], None]:
+    """A listener handing the source's data to live, as the app's Sources does."""
+    return lambda source: live.update_source(SourceView("icinga", source.current, source.health(source.clock())))
+
+
+def http_result(state: int, when: float, output: str) -> dict[str, Any]:
+    """The recorded CheckResult event of web-1!HTTP with another state, time and output."""
+    event = rows(EVENTS)[0]
+    event["check_result"] = {**event["check_result"], "state": state, "execution_end": when, "output": output}
+    return event
+
+
+def website(live: Live) -> str:
+    """The shown status of web_config's "website" component (web-1!HTTP and HTTPS)."""
+    return next(c.status.value for g in live.snapshot.groups for c in g.components if c.id == "website")
 
 
 async def test_subscribes_then_syncs_then_follows_events(fake: tuple[FakeIcinga, str]) -> None:
@@ -496,6 +529,71 @@ async def test_app_publishes_the_icinga_source(fake: tuple[FakeIcinga, str], aio
     website, database = (g["services"][0] for g in body["groups"])
     assert website["status"] == "down"  # web-1!HTTP CRITICAL 
     assert database["status"] == "nodata"  # the recording has no db-1!PostgreSQL
+
+
+async def test_publishes_are_prepared_in_a_worker_thread_while_the_loop_keeps_running(fake: tuple[FakeIcinga, str]) -> None:
+    icinga, url = fake
+    live = Live(web_config())
+    loop_thread = threading.get_ident()
+    prepared: list[tuple[int, StatusData]] = []
+
+    def slow_prepare(data: StatusData) -> None:
+        prepared.append((threading.get_ident(), data))
+        time.sleep(0.5)  # as preparing 100k checks would take: on the loop, nothing else could run meanwhile
+        live.prepare(data)
+
+    gaps: list[float] = []
+
+    async def heartbeat() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.01)
+            gaps.append(time.monotonic() - last)
+            last = time.monotonic()
+
+    source, _ = make_source(url, publish_to(live), prepare=slow_prepare, stale_after=30.0)
+    beat = asyncio.create_task(heartbeat())
+    try:
+        async with running(source):
+            await eventually(lambda: source.current is not None, 5, "first sync")
+            assert website(live) == "down"  # web-1 DOWN, web-1!HTTP CRITICAL
+            icinga.push(json.dumps(rows(EVENTS)[12]))  # web-1 UP
+            icinga.push(json.dumps(http_result(0, T_UP + 1, "HTTP OK")))
+            await eventually(lambda: website(live) == "up", 5, "events published")
+    finally:
+        beat.cancel()
+    # The sync and the events were prepared off the loop, and what was published is exactly what was prepared.
+    assert len(prepared) >= 2 and all(thread != loop_thread for thread, _ in prepared)
+    assert live.sources["icinga"].data is prepared[-1][1]
+    assert max(gaps) < 0.35, f"the event loop stalled for {max(gaps):.2f} s"
+
+
+async def test_a_burst_of_events_makes_one_rebuild_after_the_gap(fake: tuple[FakeIcinga, str]) -> None:
+    icinga, url = fake
+    published: list[tuple[float, StatusData | None]] = []
+
+    def record(source: IcingaSource) -> None:
+        if not published or published[-1][1] is not source.current:
+            published.append((time.monotonic(), source.current))
+
+    source, _ = make_source(url, record, min_gap=1.0, stale_after=30.0)
+
+    def http_state() -> int:
+        return source.current.services[("web-1", "HTTP")].current_state
+
+    async with running(source):
+        await eventually(lambda: source.current is not None, 5, "first sync")
+        pushed = time.monotonic()
+        icinga.push(json.dumps(http_result(0, T_HTTP + 1, "HTTP OK")))
+        await eventually(lambda: http_state() == 0, 5, "first event")
+        assert published[-1][0] - pushed < 0.9  # a lone event is published at once, not after the gap
+        first = len(published)
+        for i in range(2, 30):  # a burst: alternating states, each newer than the last
+            icinga.push(json.dumps(http_result(i % 2 * 2, T_HTTP + i, f"result {i}")))
+        await eventually(lambda: source.current.services[("web-1", "HTTP")].plugin_output == "result 29", 5, "burst")
+    assert len(published) == first + 1  # the whole burst in one rebuild...
+    assert published[-1][0] - published[-2][0] >= 0.95  # ...no sooner than min_gap after the previous one
+    assert http_state() == 2  # the last result of the burst (CRITICAL) is the one shown
 
 
 # --- a real Icinga 2 ------------------------------------------------------------------------------------------
@@ -585,3 +683,27 @@ async def test_tls_is_verified_against_a_real_icinga(icinga: Icinga) -> None:
             await eventually(lambda s=source: s.facts.errors_total, 10, f"TLS failure for {url}")
         error = source.facts.last_error or ""
         assert expected in error and "Icinga's NodeName" in error and source.current is None
+
+
+@pytest.mark.real
+async def test_a_real_icinga_sync_and_its_events_are_prepared_off_the_loop(icinga: Icinga) -> None:
+    for host, services in SERVICES.items():
+        await asyncio.to_thread(icinga.submit, host, None, 0, "UP")
+        for service in services:
+            await asyncio.to_thread(icinga.submit, host, service, 0, f"{service} OK")
+    live, loop_thread = Live(web_config()), threading.get_ident()
+    threads: list[int] = []
+
+    def prepare(data: StatusData) -> None:
+        threads.append(threading.get_ident())
+        live.prepare(data)
+
+    listener = publish_to(live)
+    source = IcingaSource(icinga.url, API_USER, icinga.password, icinga.ca_file, lambda: listener(source),
+                          stale_after=STALE_AFTER, prepare=prepare)  # fmt: skip
+    async with running(source):
+        await eventually(lambda: website(live) == "up", 10, "synced")
+        synced = len(threads)
+        await asyncio.to_thread(icinga.submit, "web-1", "HTTP", 2, "CRITICAL - connection refused")
+        await eventually(lambda: website(live) == "down", 15, "down from the event stream")
+    assert synced >= 1 and len(threads) > synced and loop_thread not in threads

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,47 +13,16 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.bridgeproc import BridgeProcess, site_toml
 from tests.conftest import free_port
-from tests.nagios import Nagios, running_nagios, tail, wait_until, write_command
+from tests.nagios import Nagios, running_nagios, write_command
+from tests.procs import wait_until
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]  # (name, sorted labels) -> value
-REPO = Path(__file__).resolve().parents[1]
 SERVICES = {"web-1": ["HTTP", "HTTPS"], "db-1": ["PostgreSQL"]}
 STALE_AFTER = 5
 STEP_TIMEOUT = 15.0  # each observable change must show up within this
 POLL = 0.2
-BRIDGE_START_TIMEOUT = 20.0
-
-BRIDGE_CONFIG = """\
-[page]
-name = "Integration test"
-
-[nagios]
-status_file = "{status_file}"
-stale_after = {stale_after}
-
-[http]
-listen = "127.0.0.1:{port}"
-cache_seconds = 0
-
-[[group]]
-id = "web"
-name = "Web"
-
-  [[group.component]]
-  id = "website"
-  name = "Website"
-  checks = [{{ host = "web-1", service = "HTTP*" }}]
-
-[[group]]
-id = "data"
-name = "Data"
-
-  [[group.component]]
-  id = "database"
-  name = "Database"
-  checks = [{{ host = "db-1", service = "PostgreSQL" }}]
-"""
 
 
 @pytest.fixture
@@ -135,53 +99,8 @@ def test_write_command_does_not_block_without_reader(tmp_path: Path) -> None:
         write_command(fifo, "[0] PROCESS_HOST_CHECK_RESULT;h;0;ok")
 
 
-class Bridge:
+class Bridge(BridgeProcess):
     """status-bridge `run` as a real subprocess, with stderr captured to a file."""
-
-    def __init__(self, config: Path, port: int, workdir: Path) -> None:
-        self.config = config
-        self.base = f"http://127.0.0.1:{port}"
-        self.stderr_path = workdir / "bridge.stderr"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = BRIDGE_START_TIMEOUT) -> None:
-        """Start the CLI and wait until it answers HTTP on its port."""
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bridge", "run", "--config", str(self.config)],
-                cwd=REPO,  # the tree under test, even without an installed package
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=err,
-                stderr=err,
-            )
-
-        def answers() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                return True  # exited: reported below
-            try:
-                self.get("/api/services.json")
-            except OSError:
-                return False
-            return True
-
-        wait_until(answers, timeout)
-        if self.proc.poll() is not None:
-            pytest.fail(f"status-bridge exited with {self.proc.returncode} during start\n{self.diagnostics()}")
-        try:
-            self.get("/api/services.json")
-        except OSError as exc:
-            pytest.fail(f"status-bridge did not answer on {self.base} within {timeout} s: {exc}\n{self.diagnostics()}")
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        """GET path; HTTP errors are answers too (status, body), connection errors raise OSError."""
-        try:
-            with urllib.request.urlopen(self.base + path, timeout=5) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            with exc:  # closes the response; an unclosed one is a ResourceWarning, an error here
-                return exc.code, exc.read()
 
     def feed(self) -> dict[str, Any]:
         """The Oxford feed, parsed; fails the test on a non-200 answer."""
@@ -199,35 +118,15 @@ class Bridge:
             for s in family.samples
         }
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL if it does not exit in time."""
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-    def diagnostics(self) -> str:
-        """The bridge's stderr, for failure messages."""
-        return f"--- status-bridge stderr ({self.stderr_path}) ---\n{tail(self.stderr_path)}"
-
 
 @pytest.fixture
 def bridge(nagios: Nagios) -> Iterator[Bridge]:
     """A status-bridge serving the test Nagios' status.dat on a free loopback port."""
     port = free_port()
     config = nagios.root / "status-bridge.toml"
-    config.write_text(BRIDGE_CONFIG.format(status_file=nagios.status_file, stale_after=STALE_AFTER, port=port))
-    instance = Bridge(config, port, nagios.root)
-    try:
-        instance.start()
+    config.write_text(site_toml(port, "Integration test", nagios.status_file, STALE_AFTER, website="HTTP*"))
+    with Bridge(config, port, output=nagios.root / "bridge.stderr", ready="/api/services.json") as instance:
         yield instance
-    finally:
-        instance.stop()
 
 
 def _component(feed: dict[str, Any], component_id: str) -> tuple[dict[str, Any], dict[str, Any]]:

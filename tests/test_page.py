@@ -413,6 +413,7 @@ async def test_since_comes_from_the_monitoring_data(aiohttp_client: Any, tmp_pat
     client = await aiohttp_client(app)
     now = time.time()
     feed(app, "partial", now)  # the website went down 600 s before now, says Nagios
+    await app[LIVE].recorder.flush()  # the history is written off the loop
     text = (await get_page(client))[1]
     assert f"Since <time datetime=\"{page_html.iso_utc(int(now) - 600)}\"" in text
     assert ">10 minutes ago</time>" in text  # not "just now": this daemon only saw it now

@@ -155,6 +155,8 @@ class Harness:
         self.loop = asyncio.new_event_loop()
         self.client = TestClient(TestServer(app), loop=self.loop)
         self.loop.run_until_complete(self.client.start_server())
+        # Start-up records the override's status in the history, off the loop: let it land before any "before".
+        self.loop.run_until_complete(app[LIVE].recorder.flush())
 
     def request(self, method: str, path: str, **kw: Any) -> tuple[int, dict[str, str], bytes]:
         """One request: (status, headers, body)."""

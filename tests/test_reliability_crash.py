@@ -10,16 +10,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,26 +23,21 @@ import pytest
 
 from bridge.admin import iso_ms
 from bridge.storage import open_db
-from tests.conftest import REPO, free_port
-from tests.test_reliability_input import DAEMON_CONFIG, nagios_statusdat, write_atomic
+from tests.bridgeproc import BridgeProcess
+from tests.conftest import free_port
+from tests.test_reliability_input import daemon_toml, nagios_statusdat, write_atomic
 
 TOKEN = "crash-test-admin-token-5f1c"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-START_TIMEOUT = 20.0
 
 
-@dataclass
-class Daemon:
+class Daemon(BridgeProcess):
     """`python -m bridge run` on a site directory (config, status.dat, token file, SQLite file)."""
 
-    root: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[str] | None = None
-
-    @property
-    def base(self) -> str:
-        """The daemon's base URL."""
-        return f"http://127.0.0.1:{self.port}"
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        args = ("--db", str(self.db), "--admin-token-file", str(root / "admin.tokens"))
+        super().__init__(root / "site.toml", free_port(), args, ready="/api/services.json")
 
     @property
     def db(self) -> Path:
@@ -57,52 +48,18 @@ class Daemon:
         """Write a fresh all-up status.dat, the config and the token file."""
         statusdat = self.root / "status.dat"
         write_atomic(statusdat, nagios_statusdat(time.time()))
-        (self.root / "site.toml").write_text(DAEMON_CONFIG.format(statusdat=statusdat, port=self.port))
+        self.config.write_text(daemon_toml(statusdat, self.port))
         tokens = self.root / "admin.tokens"
         tokens.write_text(TOKEN + "\n")
         tokens.chmod(0o600)
         return self
 
-    def start(self) -> Daemon:
-        """Start the process and wait (bounded) until it serves the feed."""
-        cmd = [sys.executable, "-m", "bridge", "run", "--config", str(self.root / "site.toml"), "--db", str(self.db),
-               "--admin-token-file", str(self.root / "admin.tokens")]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited {self.proc.returncode}: {self.proc.stderr.read() if self.proc.stderr else ''}")
-            try:
-                status, _ = self.request("GET", "/api/services.json")
-                if status == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("daemon did not serve in time")
-
     def kill9(self) -> None:
         """SIGKILL: no shutdown handler, no cleanup, no final commit."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
+        self.proc.kill()
         self.proc.wait(timeout=10)
-        if self.proc.stderr:
-            self.proc.stderr.close()
-
-    def stop(self) -> str:
-        """SIGTERM with a bounded wait; returns stderr."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            _, err = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        except ValueError:  # stderr already closed by kill9
-            err = ""
-        return err or ""
+        self.stop()  # only reaps it and drains its stderr now
 
     def request(self, method: str, path: str, body: object = None, timeout: float = 10) -> tuple[int, Any]:
         """One HTTP request with the admin token: (status, parsed JSON body or None)."""
@@ -122,8 +79,7 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     """A prepared (not started) daemon; always stopped at the end."""
     d = Daemon(tmp_path).prepare()
     yield d
-    if d.proc is not None and d.proc.poll() is None:
-        d.stop()
+    d.stop()
 
 
 def write_stream(d: Daemon, total: int, kill_after: int, workers: int = 4, mixed: bool = False) -> tuple[dict[tuple[str, str], str], int]:

@@ -9,17 +9,12 @@ error in /healthz and /metrics) and the feed recovers by itself once a good file
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +23,8 @@ from aiohttp.test_utils import TestClient
 
 from bridge.app import make_app
 from bridge.settings import Settings
-from tests.conftest import REPO, free_port, web_config
+from tests.bridgeproc import BridgeProcess, poll, site_toml
+from tests.conftest import free_port, web_config
 
 ALL_UP = {("web-1", "HTTP"): 0, ("db-1", "PostgreSQL"): 0}
 WAIT = 10.0  # every wait below is bounded by this many seconds
@@ -282,72 +278,31 @@ async def test_nagios_restarted_with_other_objects_shows_no_data_not_down(site: 
 
 # -- the real daemon process ---------------------------------------------------------------------------------------
 
-DAEMON_CONFIG = """
-[page]
-name = "Reliability"
-[nagios]
-status_file = "{statusdat}"
-stale_after = 600
-[http]
-listen = "127.0.0.1:{port}"
-cache_seconds = 0
-rate_limit = 0
-[[group]]
-id = "web"
-name = "Web"
-  [[group.component]]
-  id = "website"
-  name = "Website"
-  checks = [{{ host = "web-1", service = "HTTP" }}]
-[[group]]
-id = "data"
-name = "Data"
-  [[group.component]]
-  id = "database"
-  name = "Database"
-  checks = [{{ host = "db-1", service = "PostgreSQL" }}]
-"""
+def daemon_toml(statusdat: Path | str, port: int | str, http: str = "rate_limit = 0\n") -> str:
+    """The reliability site: groups web and data over statusdat (stale after 600 s), no cache, no rate limit."""
+    return site_toml(port, "Reliability", statusdat, 600, http)
 
 
-def get(url: str) -> tuple[int, bytes]:
-    """One bounded GET: (status, body)."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+# The same config as a str.format template on statusdat and port, for modules that fill it in themselves.
+DAEMON_CONFIG = daemon_toml("{statusdat}", "{port}").replace("[{ ", "[{{ ").replace(" }]", " }}]")
 
 
-def poll(url: str, pred: Callable[[bytes], bool], timeout: float = WAIT) -> bytes:
-    """GET url until pred(body) holds; bounded."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            status, body = get(url)
-            if status == 200 and pred(body):
-                return body
-            last = body[:500]
-        except OSError as e:
-            last = e
-        time.sleep(0.1)
-    raise AssertionError(f"{url}: condition not met in {timeout}s; last {last!r}")
+class Daemon(BridgeProcess):
+    """The reliability site as `python -m bridge run` on statusdat, with a SQLite file beside its config."""
 
-
-@dataclasses.dataclass
-class Daemon:
-    """A `python -m bridge run` process and its base URL."""
-
-    proc: subprocess.Popen[str]
-    base: str
+    def __init__(self, directory: Path, statusdat: Path, http: str = "rate_limit = 0\n", prefix: Sequence[str] = ()) -> None:
+        port = free_port()
+        config = directory / "site.toml"
+        config.write_text(daemon_toml(statusdat, port, http))
+        super().__init__(config, port, ("--db", str(directory / "db")), prefix)
 
     def feed(self, pred: Callable[[dict[str, Any]], bool] = lambda f: True) -> dict[str, Any]:
         """/api/services.json once pred holds."""
-        return json.loads(poll(self.base + "/api/services.json", lambda b: pred(json.loads(b))))
+        return json.loads(poll(self.base + "/api/services.json", lambda b: pred(json.loads(b)), WAIT))
 
     def metrics(self, pred: Callable[[dict[str, float]], bool] = lambda m: True) -> dict[str, float]:
         """/metrics parsed, once pred holds."""
-        return metric_values(poll(self.base + "/metrics", lambda b: pred(metric_values(b.decode()))).decode())
+        return metric_values(poll(self.base + "/metrics", lambda b: pred(metric_values(b.decode())), WAIT).decode())
 
 
 def without_dac_override() -> list[str]:
@@ -365,13 +320,7 @@ def test_real_daemon_survives_every_input_fault(tmp_path: Path) -> None:
     statusdat = tmp_path / "nagios" / "status.dat"
     statusdat.parent.mkdir()
     write_atomic(statusdat, nagios_statusdat(time.time()))
-    port = free_port()
-    cfg = tmp_path / "site.toml"
-    cfg.write_text(DAEMON_CONFIG.format(statusdat=statusdat, port=port))
-    cmd = [*without_dac_override(), sys.executable, "-m", "bridge", "run", "--config", str(cfg), "--db", str(tmp_path / "db")]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
-    d = Daemon(proc, f"http://127.0.0.1:{port}")
+    d = Daemon(tmp_path, statusdat, prefix=without_dac_override()).start()
     try:
         good = d.feed()
         assert good["stale"] is False and set(statuses(good).values()) == {"up"}
@@ -388,7 +337,7 @@ def test_real_daemon_survives_every_input_fault(tmp_path: Path) -> None:
             feed = d.feed()
             assert statuses(feed) == statuses(good) and feed["last_updated"] == good["last_updated"], label
             assert_no_down(feed)
-        _, body = get(d.base + "/healthz")
+        _, body = d.get("/healthz")
         assert b"Permission denied" in body, body
         statusdat.unlink()  # Nagios stopped
         feed = d.feed(lambda f: f["stale"] is True)
@@ -403,13 +352,8 @@ def test_real_daemon_survives_every_input_fault(tmp_path: Path) -> None:
         d.feed(lambda f: set(statuses(f).values()) == {"up"} and f["stale"] is False)
         assert d.metrics()["status_bridge_stale"] == 0.0
     finally:
-        proc.terminate()
-        try:
-            _, err = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-    assert proc.returncode in (0, -15), err
+        err = d.stop()
+    assert d.returncode in (0, -15), err
     assert "Traceback" not in err, err
 
 

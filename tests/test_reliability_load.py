@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import resource
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.config import ConfigError, parse_config
-from tests.conftest import REPO, free_port
-from tests.test_reliability_input import DAEMON_CONFIG, nagios_statusdat, write_atomic
+from tests.test_reliability_input import Daemon, nagios_statusdat, write_atomic
 
 FEEDS = [
     "/api/services.json",
@@ -48,36 +43,11 @@ def raise_nofile(wanted: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-def start_daemon(tmp_path: Path, http_extra: str) -> tuple[subprocess.Popen[str], int]:
+def start_daemon(tmp_path: Path, http_extra: str) -> Daemon:
     """`python -m bridge run` on a fresh all-up status.dat; http_extra replaces the [http] rate_limit line."""
     statusdat = tmp_path / "status.dat"
     write_atomic(statusdat, nagios_statusdat(time.time()))
-    port = free_port()
-    cfg = tmp_path / "site.toml"
-    cfg.write_text(DAEMON_CONFIG.format(statusdat=statusdat, port=port).replace("rate_limit = 0\n", http_extra))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(cfg), "--db", str(tmp_path / "db")],
-                            cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                return proc, port
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"daemon did not start: {proc.stderr.read() if proc.stderr and proc.poll() is not None else ''}") from None
-            time.sleep(0.1)
-
-
-def stop_daemon(proc: subprocess.Popen[str]) -> str:
-    """SIGTERM, bounded wait, stderr."""
-    proc.terminate()
-    try:
-        _, err = proc.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-    return err
+    return Daemon(tmp_path, statusdat, http_extra).start()
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -91,8 +61,8 @@ def test_1000_concurrent_connections_zero_errors_bounded_p99(tmp_path: Path) -> 
     """1,000 keep-alive connections hammer the public feeds for 10 s on loopback: no error, p99 under 3 s."""
     connections, duration, p99_bound = 1000, 10.0, 3.0
     raise_nofile(4 * connections)
-    proc, port = start_daemon(tmp_path, "rate_limit = 0\n")  # capacity, not fairness: one client IP here
-    base = f"http://127.0.0.1:{port}"
+    daemon = start_daemon(tmp_path, "rate_limit = 0\n")  # capacity, not fairness: one client IP here
+    base = daemon.base
     latencies: list[float] = []
     errors: list[str] = []
     served = [0] * connections
@@ -125,7 +95,7 @@ def test_1000_concurrent_connections_zero_errors_bounded_p99(tmp_path: Path) -> 
     try:
         asyncio.run(main())
     finally:
-        err = stop_daemon(proc)
+        err = daemon.stop(timeout=15)
     assert not errors, f"{len(errors)} errors, e.g. {errors[:5]}"
     assert min(served) >= 1, "some connection was never served"
     p99 = percentile(latencies, 99)
@@ -234,8 +204,8 @@ def test_forwarded_for_from_an_untrusted_peer_is_ignored() -> None:
 def test_flood_against_the_real_daemon_spares_other_clients(tmp_path: Path) -> None:
     """Real daemon, real peers (127.0.0.2 floods on 50 connections; 20 polite clients on 127.0.0.10-29) for 8 s."""
     raise_nofile(1024)
-    proc, port = start_daemon(tmp_path, "rate_limit = 10\nburst = 20\ntrusted_proxies = []\n")
-    base = f"http://127.0.0.1:{port}/api/services.json"
+    daemon = start_daemon(tmp_path, "rate_limit = 10\nburst = 20\ntrusted_proxies = []\n")
+    base = daemon.base + "/api/services.json"
     flood_codes: list[int] = []
     polite: list[tuple[int, float]] = []
     errors: list[str] = []
@@ -271,7 +241,7 @@ def test_flood_against_the_real_daemon_spares_other_clients(tmp_path: Path) -> N
     try:
         asyncio.run(main())
     finally:
-        err = stop_daemon(proc)
+        err = daemon.stop(timeout=15)
     assert not errors, errors[:5]
     assert flood_codes.count(429) > 0.9 * len(flood_codes), (flood_codes.count(200), len(flood_codes))
     assert flood_codes.count(200) <= 20 + 10 * 9  # burst + rate x duration (plus a second of slack)

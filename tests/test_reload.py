@@ -1,4 +1,4 @@
-"""SIGHUP reload (valid, invalid, retargeted sources) and graceful SIGTERM, on real processes and in-process."""
+"""SIGHUP reload (valid, invalid, retargeted sources, token files) and graceful SIGTERM, on real processes and in-process."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -192,6 +194,42 @@ def test_sighup_with_invalid_config_keeps_the_old_one(site: tuple[Path, int], tm
     finally:
         code = daemon.stop()
     assert code == 0, daemon.log
+
+
+def admin_status(port: int, token: str) -> int:
+    """The status of an admin API request with token."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/admin/notices", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        e.close()
+        return e.code
+
+
+def test_sighup_rereads_the_token_files(site: tuple[Path, int], tmp_path: Path) -> None:
+    cfg, port = site
+    tokens = tmp_path / "admin.token"
+    tokens.write_text("first-admin-token\n")
+    tokens.chmod(0o600)
+    daemon = Daemon(["run", "--config", str(cfg), "--db", str(tmp_path / "db"), "--admin-token-file", str(tokens)])
+    try:
+        wait_ready(port).close()
+        assert admin_status(port, "first-admin-token") == 200
+        tokens.write_text("second-admin-token\n")
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_log("changed=admin")
+        assert (admin_status(port, "first-admin-token"), admin_status(port, "second-admin-token")) == (403, 200)
+        # An unreadable file is logged by name and the running tokens stay.
+        tokens.unlink()
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_log(f"keeping the running admin tokens file={tokens}")
+        assert admin_status(port, "second-admin-token") == 200
+        assert daemon.proc.poll() is None
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.log
+    assert "first-admin-token" not in daemon.log and "second-admin-token" not in daemon.log
 
 
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(site: tuple[Path, int], tmp_path: Path) -> None:

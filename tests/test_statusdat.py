@@ -646,11 +646,9 @@ def test_fuzz_mutations_agree_with_naive_parser(data: bytes) -> None:
     check_against_naive(data)
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.sampled_from(["nagios", "reordered", "pending", "custom", "comment"]), 
-                min_size=1, max_size=12))
-def test_fuzz_layout_mixes_agree_with_naive_parser(kinds: list[str]) -> None:
-    # Blocks of several layouts in any order: the fast path must relearn or fall back.
+def mixed_layouts(kinds: list[str]) -> bytes:
+    """Host h and one service S<i> per kind, laid out as Nagios writes it or reordered, pending, with a custom
+    variable or followed by a comment block."""
     blocks = [host("h")]
     for i, kind in enumerate(kinds):
         svc = service("h", f"S{i}", current_state=i % 4)
@@ -667,7 +665,15 @@ def test_fuzz_layout_mixes_agree_with_naive_parser(kinds: list[str]) -> None:
         elif kind == "comment":
             svc += block("servicecomment", host_name="h", service_description=f"S{i}")
         blocks.append(svc)
-    data = statusdat(*blocks)
+    return statusdat(*blocks)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(["nagios", "reordered", "pending", "custom", "comment"]), 
+                min_size=1, max_size=12))
+def test_fuzz_layout_mixes_agree_with_naive_parser(kinds: list[str]) -> None:
+    # Blocks of several layouts in any order: the fast path must relearn or fall back.
+    data = mixed_layouts(kinds)
     result = parse(data)
     assert len(result.services) == len(kinds)
     check_against_naive(data)
@@ -727,17 +733,7 @@ def test_fuzz_mutations_with_tiny_chunks_agree_with_naive_parser(data: bytes, n:
 @given(st.lists(st.sampled_from(["nagios", "reordered", "pending"]), min_size=1, max_size=12),
        st.sampled_from([1, 2, 3]))
 def test_relearning_layouts_across_chunks(kinds: list[str], n: int) -> None:
-    blocks = [host("h")]
-    for i, kind in enumerate(kinds):
-        svc = service("h", f"S{i}", current_state=i % 4)
-        if kind == "reordered":
-            lines = svc.split(b"\n")
-            svc = b"\n".join([lines[0], *reversed(lines[1:-3]), *lines[-3:]])
-        elif kind == "pending":
-            svc = b"\n".join(line for line in svc.split(b"\n")
-                             if not line.startswith((b"\tplugin_output", b"\tlong_plugin")))
-        blocks.append(svc)
-    data = statusdat(*blocks)
+    data = mixed_layouts(kinds)
     with chunk_blocks(n):
         assert len(parse(data).services) == len(kinds)
         check_against_naive(data)

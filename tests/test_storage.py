@@ -10,6 +10,7 @@ import pytest
 from sqlite_utils import Database
 
 from bridge import storage
+from bridge.database import data_version, open_db
 from bridge.model import Status
 from bridge.notices import due_transitions
 from bridge.storage import (
@@ -17,13 +18,11 @@ from bridge.storage import (
     apply_transitions,
     create_notice,
     create_override,
-    data_version,
     delete_override,
     get_notice,
     get_override,
     list_notices,
     list_overrides,
-    open_db,
     update_notice,
     update_override,
 )

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 from bridge.model import Snapshot
-from bridge.render.sorry import API, NoticeFilter, href, linked_ids
+from bridge.render.sorry_query import API, NoticeFilter, href, linked_ids
 from bridge.uptime import Metrics, duration_words, impact_overlaps, percent_words
 
 

@@ -1,0 +1,114 @@
+"""The SQLite database (sqlite-utils, WAL): schema migrations, opening, write transactions and change detection."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("status-bridge")
+
+
+@migrations()
+def m001_notices(db: Database) -> None:
+    """Notices, updates, notice<->component links and overrides."""
+    db["notices"].create(
+        {
+            "id": int,
+            "type": str,
+            "state": str,
+            "subject": str,
+            "slug": str,
+            "began_at": float,
+            "ended_at": float,
+            "begins_at": float,
+            "ends_at": float,
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk="id",
+        not_null={"type", "state", "subject", "slug", "created_at", "updated_at"},
+    )
+    db["notice_updates"].create(
+        {"id": int, "notice_id": int, "state": str, "content": str, "created_at": float, "updated_at": float},
+        pk="id",
+        foreign_keys=[("notice_id", "notices", "id")],
+        not_null={"notice_id", "state", "content", "created_at", "updated_at"},
+    )
+    db["notice_updates"].create_index(["notice_id"])
+    db["notice_components"].create(
+        {"notice_id": int, "component_id": str},
+        pk=("notice_id", "component_id"),
+        foreign_keys=[("notice_id", "notices", "id")],
+    )
+    db["overrides"].create(
+        {
+            "id": int,
+            "component_id": str,
+            "status": str,
+            "starts_at": float,
+            "ends_at": float,
+            "reason": str,
+            "created_at": float,
+        },
+        pk="id",
+        not_null={"component_id", "status", "starts_at", "reason", "created_at"},
+    )
+
+
+@migrations()
+def m002_history(db: Database) -> None:
+    """Append-only component status history: one row per change of a monitored or effective status."""
+    db["history"].create(
+        {"id": int, "component_id": str, "kind": str, "status": str, "at": float},
+        pk="id",
+        not_null={"component_id", "kind", "status", "at"},
+    )
+    # Serves both "last row per component before t" and "rows of a component in [a, b)" by index seeks.
+    db["history"].create_index(["component_id", "kind", "at"])
+
+
+def open_db(path: Path | str) -> Database:
+    """Open (creating) the database: WAL, FULL sync so an acknowledged write survives power loss, migrated."""
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # The CLI writes while the daemon runs: wait for the other writer instead of failing at once.
+    conn = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False)
+    db = Database(conn)
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute("PRAGMA synchronous=FULL")
+    if str(path) != ":memory:":
+        db.enable_wal()
+    migrations.apply(db)
+    return db
+
+
+@contextlib.contextmanager
+def write_transaction(db: Database) -> Iterator[Database]:
+    """A write transaction that takes the write lock up front (BEGIN IMMEDIATE); nested calls use savepoints."""
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    # A deferred BEGIN that reads and then writes fails at once (SQLITE_BUSY, no busy wait) when another
+    # connection (the CLI, a second daemon) committed in between; IMMEDIATE waits for the lock instead.
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.rollback()
+        raise
+    try:
+        db.conn.execute("COMMIT")
+    except BaseException:
+        db.rollback()
+        raise
+
+
+def data_version(db: Database) -> int:
+    """SQLite's data_version: changes whenever another connection commits (cheap change detection)."""
+    return int(db.execute("PRAGMA data_version").fetchone()[0])
