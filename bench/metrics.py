@@ -23,7 +23,8 @@ from bridge.history import EFFECTIVE, Record, append_records, impact_of
 from bridge.live import Encoded, Live
 from bridge.model import Snapshot
 from bridge.render.sorry_metrics import metrics_doc
-from bridge.storage import add_update, create_notice, list_notices, open_db
+from bridge.database import open_db
+from bridge.storage import add_update, create_notice, list_notices
 from bridge.uptime import Metrics, metrics
 
 DAY = 86400.0

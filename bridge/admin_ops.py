@@ -14,6 +14,7 @@ from typing import NamedTuple
 from sqlite_utils import Database
 
 from bridge.admin_input import NoticeInput, OverrideInput, parse_notice_patch, parse_update
+from bridge.database import write_transaction
 from bridge.notices import Notice, Override
 from bridge.storage import (
     add_update,
@@ -22,7 +23,6 @@ from bridge.storage import (
     delete_override,
     get_notice,
     update_notice,
-    write_transaction,
 )
 
 

@@ -33,9 +33,6 @@ from bridge.status_rules import (
     page_status,
     rules_for,
 )
-from bridge.status_rules import (
-    check_status as check_status,  # re-exported: bridge.history imports it from here
-)
 
 # What a service's own status depends on, as one hashable key:
 # (downtime_depth, has_been_checked, state_type, current_state, last_hard_state).

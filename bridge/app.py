@@ -21,7 +21,8 @@ from bridge.ratelimit import LimiterCollector, RateLimiter
 from bridge.reload import SOURCES, Sources, sources_ctx
 from bridge.schedule import SCHEDULER, Scheduler, scheduler_ctx
 from bridge.settings import Settings
-from bridge.storage import list_notices, list_overrides, open_db
+from bridge.database import open_db
+from bridge.storage import list_notices, list_overrides
 from bridge.views import add_routes
 from bridge.views_page import add_page_routes
 from bridge.views_passive import add_passive

@@ -17,7 +17,8 @@ from pathlib import Path
 from bridge import __version__
 from bridge.auth import PUSH_TOKENS_ENV, push_token_set
 from bridge.cli_admin import add_admin_commands, load_admin_tokens, load_tokens
-from bridge.config import Config, ConfigError, load_config, parse_config
+from bridge.config import Config, ConfigError
+from bridge.config_load import load_config, parse_config
 from bridge.logs import setup_logging
 from bridge.settings import Settings, TokenFiles, default_db_path
 
@@ -109,7 +110,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """status-bridge check-config: every problem with file, key path and reason; warnings for unmatched checks."""
-    from bridge.config import check_config
+    from bridge.config_report import check_config
     from bridge.statusdat import StatusDatError, parse
 
     statusdat_path = args.statusdat

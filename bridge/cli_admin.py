@@ -18,10 +18,12 @@ from bridge import admin_ops as ops
 from bridge.admin import notice_json, override_json
 from bridge.admin_input import InputError, component_ids, known_ids, parse_notice, parse_override
 from bridge.auth import TokenFileError, TokenSet, admin_token_set
-from bridge.config import ConfigError, load_config
+from bridge.config import ConfigError
+from bridge.config_load import load_config
 from bridge.notices import Notice, Override, timeline_state
 from bridge.settings import default_db_path
-from bridge.storage import list_notices, list_overrides, open_db, write_transaction
+from bridge.database import open_db, write_transaction
+from bridge.storage import list_notices, list_overrides
 
 DB_HELP = "SQLite file the daemon uses (default: $STATE_DIRECTORY or /var/lib/status-bridge, status-bridge.db)"
 CONFIG_HELP = "TOML config file, to check component ids against"

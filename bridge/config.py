@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bridge.model import Status
 
@@ -113,21 +111,3 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
-
-
-# Names that moved out; bridge.cli, bridge.cli_admin, bridge.reload and some tests still import them from here.
-# Resolved on first use because bridge.config_load imports this module.
-_MOVED = {
-    "load_config": "bridge.config_load",
-    "parse_config": "bridge.config_load",
-    "CheckReport": "bridge.config_report",
-    "check_config": "bridge.config_report",
-}
-
-
-def __getattr__(name: str) -> Any:
-    """A moved loader or report name, from its new module."""
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)

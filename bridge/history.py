@@ -11,13 +11,13 @@ from typing import NamedTuple
 
 from sqlite_utils import Database
 
-from bridge.aggregate import check_status
+from bridge.status_rules import check_status
 from bridge.config import Component
 from bridge.matching import CheckKey
 from bridge.model import Snapshot, Status, StatusData
 from bridge.notices import Notice, Override, active_overrides, is_underway
 from bridge.history_writer import HistoryWriter
-from bridge.storage import open_db, write_transaction
+from bridge.database import open_db, write_transaction
 from bridge.uptime import Impact, Interval, component_impact, group_impact, maintenance_window, notice_impact
 
 log = logging.getLogger("bridge.history")

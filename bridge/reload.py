@@ -12,7 +12,8 @@ from pathlib import Path
 from aiohttp import web
 
 from bridge.auth import TokenFileError, TokenSet, admin_token_set, push_token_set
-from bridge.config import Config, ConfigError, load_config
+from bridge.config import Config, ConfigError
+from bridge.config_load import load_config
 from bridge.icinga import IcingaSource
 from bridge.keys import LIVE, SETTINGS
 from bridge.live import Live

@@ -16,7 +16,8 @@ from sqlite_utils import Database
 
 from bridge.live import Live
 from bridge.notices import due_transitions, next_change
-from bridge.storage import apply_transitions, data_version, list_notices, list_overrides
+from bridge.database import data_version
+from bridge.storage import apply_transitions, list_notices, list_overrides
 
 log = logging.getLogger("bridge.schedule")
 

@@ -7,10 +7,6 @@ from collections.abc import Iterable
 
 from sqlite_utils import Database
 
-# Re-exported: bridge.app, bridge.cli_admin, bridge.schedule and tests import data_version and open_db from here
-# (write_transaction too: bridge.history, bridge.admin_ops, bridge.cli_admin).
-from bridge.database import data_version as data_version
-from bridge.database import open_db as open_db
 from bridge.database import write_transaction
 from bridge.model import Status
 from bridge.notices import ENDED_STATES, Notice, NoticeUpdate, Override, Transition, due_transitions

@@ -431,23 +431,3 @@ def test_example_config_documents_http_limits() -> None:
     assert (config.rate_limit, config.burst) == (10.0, 20)
     assert [str(n) for n in config.trusted_proxies] == ["127.0.0.1/32", "::1/128"]
     assert '# admin_listen = "127.0.0.1:8081"' in EXAMPLE.read_text()
-
-
-@pytest.mark.parametrize("name, home", [
-    ("load_config", load_config),
-    ("parse_config", parse_config),
-    ("check_config", check_config),
-    ("CheckReport", CheckReport),
-])
-def test_moved_names_still_import_from_bridge_config(name: str, home: object) -> None:
-    # bridge.cli, bridge.cli_admin and bridge.reload import these from their old place.
-    import bridge.config
-
-    assert getattr(bridge.config, name) is home
-
-
-def test_bridge_config_has_no_made_up_names() -> None:
-    import bridge.config
-
-    with pytest.raises(AttributeError, match="no_such_name"):
-        getattr(bridge.config, "no_such_name")

@@ -24,7 +24,7 @@ from bridge.history import (
 from bridge.live import Live
 from bridge.model import SourceHealth, Status, StatusData
 from bridge.notices import Override
-from bridge.storage import open_db
+from bridge.database import open_db
 from tests.conftest import check, status_data, web_config
 
 T = 1_700_000_000.0

@@ -19,7 +19,7 @@ from bridge.history import EFFECTIVE, MONITORED, HistoryRecorder, Record, append
 from bridge.keys import LIVE
 from bridge.live import Live
 from bridge.settings import Settings
-from bridge.storage import open_db
+from bridge.database import open_db
 from tests.conftest import web_config
 from tests.test_history import STALE_AFTER, T, Clock, fresh, rows, web
 

@@ -15,7 +15,8 @@ import pytest
 from aiohttp import web
 
 from bridge.app import make_app
-from bridge.config import CheckPattern, Component, Config, Group, load_config
+from bridge.config import CheckPattern, Component, Config, Group
+from bridge.config_load import load_config
 from bridge.demo.simulator import demo_objects, render_statusdat
 from bridge.history import EFFECTIVE, Record, append_records
 from bridge.keys import DB, LIVE, REFRESH

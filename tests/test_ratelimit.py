@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bridge.app import make_app
-from bridge.config import parse_config
+from bridge.config_load import parse_config
 from bridge.daemon import bind
 from bridge.front import LISTENERS
 from bridge.ratelimit import RateLimiter, client_ip

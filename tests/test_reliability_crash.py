@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from bridge.admin import iso_ms
-from bridge.storage import open_db
+from bridge.database import open_db
 from tests.bridgeproc import BridgeProcess
 from tests.conftest import free_port
 from tests.test_reliability_input import daemon_toml, nagios_statusdat, write_atomic

@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bridge.config import ConfigError, parse_config
+from bridge.config import ConfigError
+from bridge.config_load import parse_config
 from tests.test_reliability_input import Daemon, nagios_statusdat, write_atomic
 
 FEEDS = [

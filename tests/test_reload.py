@@ -20,7 +20,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from bridge.app import make_app
-from bridge.config import load_config
+from bridge.config_load import load_config
 from bridge.keys import HEALTH, LIVE
 from bridge.reload import SOURCES, reload_config
 from bridge.settings import Settings

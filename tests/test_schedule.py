@@ -17,7 +17,8 @@ from bridge.live import Live
 from bridge.model import ComponentView, SourceHealth, Status
 from bridge.schedule import SCHEDULER, Scheduler
 from bridge.settings import Settings
-from bridge.storage import create_notice, create_override, get_notice, list_notices, open_db
+from bridge.database import open_db
+from bridge.storage import create_notice, create_override, get_notice, list_notices
 from tests.conftest import check, status_data, web_config
 
 T = 1_700_000_000.0

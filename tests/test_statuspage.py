@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bridge.aggregate import group_status, page_status
+from bridge.status_rules import group_status, page_status
 from bridge.app import make_app
 from bridge.config import Config
 from bridge.keys import DB, LIVE, REFRESH

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bridge.app import make_app
-from bridge.config import load_config
+from bridge.config_load import load_config
 from bridge.keys import SETTINGS
 from bridge.reload import reload_config, reload_tokens
 from bridge.settings import Settings, TokenFiles
