@@ -115,7 +115,8 @@ def main() -> None:
         rows = len(baseline())  # type: ignore[arg-type]
         base, full, page = best([baseline, year_metrics, summaries_page], args.runs)
         m = over("target", start)
-        print(f"target: {rows:,} rows in the year, {m.episodes:,} impact episodes, uptime {m.percent:.3f}%")
+        uptime = "n/a" if m.percent is None else f"{m.percent:.3f}%"
+        print(f"target: {rows:,} rows in the year, {m.episodes:,} impact episodes, uptime {uptime}")
         print(f"baseline (bare SQL read of the rows)  {base * 1000:7.2f} ms")
         print(f"metrics, 12 months, with calc. data   {full * 1000:7.2f} ms  = {full / base:.2f} x baseline (target < 50 ms)")
         print(f"metrics_summary for a page of {PAGE}      {page * 1000:7.2f} ms  (30 days each, uncached)")

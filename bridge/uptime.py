@@ -158,26 +158,36 @@ def group_impact(
 
 @dataclass(frozen=True)
 class Metrics:
-    """The Sorry metrics of one timeframe (seconds)."""
+    """The Sorry metrics of one timeframe (seconds): uptime is measured over the monitored time only."""
 
-    total_time: float
+    total_time: float  # the whole timeframe
     impact_time: float
     episodes: int  # distinct impact episodes (merged intervals)
-    unknown_time: float  # informational: counted in total_time, never as impact
-    percent: float
+    unknown_time: float  # no known status and no declared outage: neither up nor down
+    percent: float | None  # None when nothing in the timeframe is known: neither 100 % nor 0 %
     mttr: float
     mtbf: float
 
+    @property
+    def monitored_time(self) -> float:
+        """The part of the timeframe with a known status (or a declared outage): the uptime's divisor."""
+        return self.total_time - self.unknown_time
+
 
 def metrics(impact: Impact, start: float, end: float) -> Metrics:
-    """Uptime %, MTTR and MTBF over [start, end); no impact gives 100 %, MTTR 0 and MTBF the whole timeframe."""
+    """Uptime %, MTTR and MTBF over the monitored part of [start, end); no impact gives 100 % and MTTR 0."""
     total = max(0.0, end - start)
     hit = length(impact.impact)
     episodes = len(impact.impact)
-    percent = 100.0 if total <= 0 else 100.0 - hit / total * 100.0
+    # An unplanned notice over stale data is known impact (a person declared it), so that time is monitored:
+    # impact never exceeds the monitored time and the percentage stays within 0..100.
+    unknown = length(subtract(impact.unknown, impact.impact))
+    monitored = total - unknown
+    # max(): float noise when everything monitored was impact, never a real difference.
+    percent = max(0.0, 100.0 - hit / monitored * 100.0) if monitored > 0 else None
     mttr = hit / episodes if episodes else 0.0
-    mtbf = (total - hit) / episodes if episodes else total
-    return Metrics(total, hit, episodes, length(impact.unknown), percent, mttr, mtbf)
+    mtbf = max(0.0, monitored - hit) / episodes if episodes else monitored
+    return Metrics(total, hit, episodes, unknown, percent, mttr, mtbf)
 
 
 def _unit(n: int, name: str) -> str:
@@ -200,7 +210,9 @@ def duration_words(seconds: float, title: bool = True) -> str:
     return words if title else words.lower()
 
 
-def percent_words(percent: float) -> str:
-    """"97.26%": truncated, not rounded, so only a spotless timeframe reads "100.00%"."""
+def percent_words(percent: float | None) -> str:
+    """"97.26%": truncated, not rounded, so only a spotless timeframe reads "100.00%"; "No data" for None."""
+    if percent is None:
+        return "No data"
     # The epsilon absorbs binary noise (99.99 * 100 = 9998.999...), never a real difference.
     return f"{math.floor(percent * 100 + 1e-6) / 100:.2f}%"

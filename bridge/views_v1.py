@@ -228,7 +228,7 @@ class SummaryCache:
                 impact = impact_of(request.app[DB], snap, ident, start, end, now)
                 m = metrics(impact, start, end) if impact is not None else None
                 # Nothing known in the whole window (never monitored, no notice): no metrics, as Sorry's null.
-                known = m is not None and (m.unknown_time < m.total_time or m.impact_time > 0)
+                known = m is not None and m.percent is not None
                 self.values[ident] = sorry_metrics.metrics_summary(snap, ident, first, last, m) if known else None
         return {i: self.values[i] for i in ids}
 

@@ -17,6 +17,7 @@ from bridge.history import EFFECTIVE, Record, append_records
 from bridge.keys import DB, LIVE, REFRESH
 from bridge.model import ComponentView, GroupView, Snapshot, SourceHealth, Status
 from bridge.notices import TIMELINE_STATES
+from bridge.render.bars import history_bars
 from bridge.render.sorry import component_objects, components_doc, iso_ms, status_doc
 from bridge.render.sorry_query import ComponentFilter
 from bridge.settings import Settings
@@ -372,11 +373,12 @@ async def test_metrics_exact_shape(aiohttp_client, tmp_path) -> None:
         "timeframe_start": "2023-03-01",
         "timeframe_end": "2023-03-30",
         "percentage_uptime": {"percent": 100 - 72000 / 2592000 * 100, "words": "97.22%",
-                              "calculation": "100 - ((total_impact_time / total_time) * 100)"},
+                              "calculation": "100 - ((total_impact_time / (total_time - total_unknown_time)) * 100)"},
         "mean_time_to_recovery": {"seconds": 36000, "words": "10 Hours",
                                   "calculation": "total_impact_time / impact_episodes.count"},
         "mean_time_between_failures": {"seconds": 1260000, "words": "14 Days, 14 Hours",
-                                       "calculation": "(total_time - total_impact_time) / impact_episodes.count"},
+                                       "calculation": "(total_time - total_unknown_time - total_impact_time)"
+                                                      " / impact_episodes.count"},
         "url": "https://status.example.org/components/website/metrics"
                "?past_x_days=custom&timeframe_end=2023-03-30&timeframe_start=2023-03-01",
         "calculation_data_in_timeframe": {
@@ -453,6 +455,37 @@ async def test_metrics_follow_the_live_history(aiohttp_client, tmp_path) -> None
     assert data["total_unknown_time"]["seconds"] == 12 * 3600 - 3600  # nothing recorded before the outage
     db = await get_json(client, "/api/v1/components/database/metrics?timeframe_start=2023-03-31")
     assert db["percentage_uptime"]["words"] == "100.00%"
+
+
+async def test_partial_history_uptime_counts_only_the_monitored_time(aiohttp_client, tmp_path) -> None:
+    client, app = await start_at(aiohttp_client, tmp_path)
+    # Monitored from the 21st only (10.5 days up to now), down on the 25th 00-06h; nothing known before.
+    append_records(app[DB], [Record("website", EFFECTIVE, s, at) for at, s in [
+        (utc(21), "up"), (utc(25), "down"), (utc(25, 6), "up")]])
+    app[REFRESH]()
+    monitored, impact = 10.5 * DAY, 6 * 3600
+    body = await get_json(client, "/api/v1/components/website/metrics?include_calculation_data=true")
+    assert body["percentage_uptime"]["percent"] == pytest.approx(100 - impact / monitored * 100)  # 97.619, not 99.2
+    assert body["percentage_uptime"]["words"] == "97.61%"
+    assert body["mean_time_between_failures"]["seconds"] == monitored - impact  # one episode
+    data = body["calculation_data_in_timeframe"]
+    assert (data["total_time"]["seconds"], data["total_unknown_time"]["seconds"]) == (30.5 * DAY, 20 * DAY)
+    # The page's 90-day bars say the same (their window reaches further back, into more unknown time).
+    bars = history_bars(app[DB], app[LIVE].snapshot, "website", NOW)
+    assert bars.percent == body["percentage_uptime"]["percent"]
+    assert "97.61% uptime (11 days of data)" in await (await client.get("/")).text()
+    comps = {c["id"]: c for c in (await get_json(client, "/api/v1/components"))["components"]}
+    assert comps["website"]["metrics_summary"]["percentage_uptime"] == {"percent": bars.percent, "words": "97.61%"}
+    assert comps["database"]["metrics_summary"] is None  # never monitored: no number at all
+
+
+async def test_metrics_without_any_knowledge_have_no_percent(aiohttp_client, tmp_path) -> None:
+    client, _ = await start_at(aiohttp_client, tmp_path)
+    body = await get_json(client, "/api/v1/components/website/metrics?include_calculation_data=true")
+    assert body["percentage_uptime"]["percent"] is None and body["percentage_uptime"]["words"] == "No data"
+    assert (body["mean_time_to_recovery"]["seconds"], body["mean_time_between_failures"]["seconds"]) == (0, 0)
+    data = body["calculation_data_in_timeframe"]
+    assert data["total_unknown_time"] == data["total_time"]
 
 
 @pytest.mark.parametrize("query, field", [

@@ -80,9 +80,9 @@ def test_unknown_periods_are_neither_up_nor_down() -> None:
     rows = [(-10.0, "down"), (100.0, "unknown"), (300.0, "down"), (400.0, "nodata"), (500.0, "up")]
     imp = component_impact(rows, [], [], START, END)
     m = metrics(imp, START, END)
-    # Down [0, 100) and [300, 400); unknown [100, 300) and [400, 500) stays in total_time, not in impact.
-    assert (m.total_time, m.impact_time, m.episodes, m.unknown_time) == (1000, 200, 2, 300)
-    assert m.percent == 80.0
+    # Down [0, 100) and [300, 400); unknown [100, 300) and [400, 500) is in total_time but not monitored.
+    assert (m.total_time, m.impact_time, m.episodes, m.unknown_time, m.monitored_time) == (1000, 200, 2, 300, 700)
+    assert m.percent == pytest.approx(100 - 200 / 700 * 100)
     # An unplanned notice still counts while the data is unknown: a person declared it.
     assert component_impact(rows, [(150.0, 200.0)], [], START, END).impact == [(0, 100), (150, 200), (300, 400)]
 
@@ -113,7 +113,29 @@ def test_notice_intervals() -> None:
 
 def test_zero_length_timeframe() -> None:
     m = metrics(Impact([], []), 5.0, 5.0)
-    assert (m.total_time, m.percent, m.mttr, m.mtbf) == (0, 100.0, 0, 0)
+    assert (m.total_time, m.percent, m.mttr, m.mtbf) == (0, None, 0, 0)  # nothing monitored: no number
+
+
+# Uptime counts the monitored time only (timeframe - unknown); a declared outage over unknown time is monitored.
+@pytest.mark.parametrize("timeframe, impact, unknown, monitored, percent, mttr, mtbf", [
+    (1000, [], [], 1000, 100.0, 0, 1000),  # spotless: MTBF the whole monitored time
+    (1000, [(0, 100)], [], 1000, 90.0, 100, 900),
+    (1000, [(0, 100), (500, 600)], [], 1000, 80.0, 100, 400),
+    (1000, [(0, 100)], [(500, 1000)], 500, 80.0, 100, 400),  # history began halfway: 100 of 500 s, not of 1000
+    (1000, [], [(0, 600)], 400, 100.0, 0, 400),  # unknown time is not claimed as up: MTBF 400, not 1000
+    (1000, [], [(0, 1000)], 0, None, 0, 0),  # all unknown: neither 100 % nor 0 %
+    (1000, [(0, 250)], [(250, 1000)], 250, 0.0, 250, 0),  # all the monitored time was down
+    (1000, [(100, 200)], [(0, 1000)], 100, 0.0, 100, 0),  # only a notice's outage over stale data is known
+    (1000, [(400, 500)], [(0, 500)], 600, 100 - 100 / 600 * 100, 100, 500),  # a notice overlapping unknown time
+    (0, [], [], 0, None, 0, 0),
+])
+def test_metrics_over_the_monitored_time(timeframe: float, impact: list[tuple[float, float]],
+                                         unknown: list[tuple[float, float]], monitored: float,
+                                         percent: float | None, mttr: float, mtbf: float) -> None:
+    m = metrics(Impact(impact, unknown), 0.0, timeframe)
+    assert (m.total_time, m.monitored_time, m.mttr, m.mtbf) == (timeframe, monitored, mttr, mtbf)
+    assert m.unknown_time == timeframe - monitored
+    assert m.percent == (None if percent is None else pytest.approx(percent))
 
 
 @pytest.mark.parametrize("seconds, title, lower", [
@@ -138,5 +160,6 @@ def test_percent_words() -> None:
     assert percent_words(99.999) == "99.99%"  # truncated: never "100.00%" after any impact
     assert percent_words(99.99) == "99.99%"
     assert percent_words(0.0) == "0.00%"
+    assert percent_words(None) == "No data"  # nothing monitored
     # The seed's 72000 s of impact in 30 days.
     assert percent_words(metrics(Impact([(0.0, 72000.0)], []), 0.0, 2592000.0).percent) == "97.22%"

@@ -74,16 +74,11 @@ def day_statuses(rows: Sequence[tuple[float, str]], first: date, days: int, now:
 
 def _percent(rows: Sequence[tuple[float, str]], unplanned: Sequence[Interval], planned: Sequence[Interval],
              start: float, end: float) -> float | None:
-    """Uptime over the known part of [start, end); None when the whole span is unknown."""
+    """uptime.metrics' percent over [start, end): the monitored time only, None when nothing is known."""
     # Only the rows that matter (the one holding at start, and those inside): runs are many on a flappy component.
     lo = max(0, bisect_right(rows, start, key=lambda r: r[0]) - 1)
     hi = bisect_left(rows, end, key=lambda r: r[0])
-    m = metrics(component_impact(rows[lo:hi], unplanned, planned, start, end), start, end)
-    known = m.total_time - m.unknown_time
-    if known <= 0:
-        return None
-    # Over the time with data only: days nobody monitored are not counted as up (the Sorry API counts them).
-    return max(0.0, 100.0 - min(m.impact_time, known) / known * 100.0)
+    return metrics(component_impact(rows[lo:hi], unplanned, planned, start, end), start, end).percent
 
 
 def component_bars(rows: Sequence[tuple[float, str]], unplanned: Iterable[Interval], planned: Iterable[Interval],

@@ -29,7 +29,7 @@ def _metrics_url(snap: Snapshot, ident: str) -> str:
 
 
 def metrics_summary(snap: Snapshot, ident: str, first: date, last: date, m: Metrics) -> dict[str, Any]:
-    """A component's metrics_summary in /api/v1/components (the past 30 days)."""
+    """A component's metrics_summary in /api/v1/components (the past 30 days); percent null when nothing is known."""
     return {
         "timeframe_start": first.isoformat(),
         "timeframe_end": last.isoformat(),
@@ -61,14 +61,15 @@ def metrics_doc(
         "percentage_uptime": {
             "percent": m.percent,
             "words": percent_words(m.percent),
-            "calculation": "100 - ((total_impact_time / total_time) * 100)",
+            # Over the monitored time only: time nobody monitored is neither up nor down.
+            "calculation": "100 - ((total_impact_time / (total_time - total_unknown_time)) * 100)",
         },
         # Divided by impact episodes (merged outages and incidents), not by notices: an outage nobody
         # wrote a notice for still counts, and two notices about one outage count once.
         "mean_time_to_recovery": {**_duration(m.mttr), "calculation": "total_impact_time / impact_episodes.count"},
         "mean_time_between_failures": {
             **_duration(m.mtbf),
-            "calculation": "(total_time - total_impact_time) / impact_episodes.count",
+            "calculation": "(total_time - total_unknown_time - total_impact_time) / impact_episodes.count",
         },
         "url": href(_metrics_url(snap, ident), query),
     }
@@ -82,7 +83,7 @@ def metrics_doc(
                 "count": notices_in(snap, linked_ids(snap, ident), *window, now),
             },
             # Extras: the divisor above, and time with no known status (stale data, before the first record),
-            # which counts in total_time as not impacted.
+            # which the calculations above leave out.
             "impact_episodes": {"count": m.episodes},
             "total_unknown_time": _duration(m.unknown_time),
         }
