@@ -30,9 +30,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import config_toml, corpus_file, free_port, fresh, median, pct, pin, python, stop, wait_http  # noqa: E402
-
 import aiohttp  # noqa: E402
+from _common import (  # noqa: E402
+    config_toml,
+    corpus_file,
+    free_port,
+    fresh,
+    median,
+    pct,
+    pin,
+    python,
+    stop,
+    wait_http,
+)
 
 TARGETS = {"1k": 0.150, "10k": 0.5, "100k": 1.5}  # median e2e latency targets, seconds
 P99_TARGET = 0.050  # feed requests served while a 100k file is taken in

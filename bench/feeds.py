@@ -37,7 +37,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, config_toml, corpus_file, free_port, fresh, median, pin, python, stop, wait_http  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT,
+    config_toml,
+    corpus_file,
+    free_port,
+    fresh,
+    median,
+    pin,
+    python,
+    stop,
+    wait_http,
+)
 
 TARGET = 0.85  # bridge throughput / bare handler throughput
 ENDPOINTS = [

@@ -26,7 +26,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, config_toml, corpus_file, free_port, fresh, python, stop, wait_http  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT,
+    config_toml,
+    corpus_file,
+    free_port,
+    fresh,
+    python,
+    stop,
+    wait_http,
+)
 from e2e_latency import flipped, pick_probe, probe_status, write_like_nagios  # noqa: E402
 
 TARGET_MB = 400.0

@@ -19,11 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlite_utils import Database
 
 from bridge.config import Component, Config, Group
+from bridge.database import open_db
+from bridge.encoded import Encoded
 from bridge.history import EFFECTIVE, Record, append_records, impact_of
-from bridge.live import Encoded, Live
+from bridge.live import Live
 from bridge.model import Snapshot
 from bridge.render.sorry_metrics import metrics_doc
-from bridge.database import open_db
 from bridge.storage import add_update, create_notice, list_notices
 from bridge.uptime import Metrics, metrics
 

@@ -12,7 +12,14 @@ from typing import Any
 from aiohttp import web
 
 from bridge import admin_ops as ops
-from bridge.admin_input import InputError, component_ids, known_ids, parse_components, parse_notice, parse_override
+from bridge.admin_input import (
+    InputError,
+    component_ids,
+    known_ids,
+    parse_components,
+    parse_notice,
+    parse_override,
+)
 from bridge.auth import admin_auth_error as _auth_error
 from bridge.http import ApiError
 from bridge.keys import DB, LIVE, REFRESH, SETTINGS

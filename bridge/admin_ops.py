@@ -13,7 +13,12 @@ from typing import NamedTuple
 
 from sqlite_utils import Database
 
-from bridge.admin_input import NoticeInput, OverrideInput, parse_notice_patch, parse_update
+from bridge.admin_input import (
+    NoticeInput,
+    OverrideInput,
+    parse_notice_patch,
+    parse_update,
+)
 from bridge.database import write_transaction
 from bridge.notices import Notice, Override
 from bridge.storage import (

@@ -12,8 +12,9 @@ from aiohttp import web
 
 from bridge.admin import add_admin_routes
 from bridge.config import Network
-from bridge.history import HistoryRecorder
+from bridge.database import open_db
 from bridge.front import INFLIGHT, LISTENERS, InFlight, Listeners, front_middleware
+from bridge.history import HistoryRecorder
 from bridge.keys import DB, HEALTH, LIVE, REFRESH, REGISTRY, SETTINGS
 from bridge.logs import StateLoggingLive
 from bridge.metrics import SnapshotCollector, make_registry
@@ -21,7 +22,6 @@ from bridge.ratelimit import LimiterCollector, RateLimiter
 from bridge.reload import SOURCES, Sources, sources_ctx
 from bridge.schedule import SCHEDULER, Scheduler, scheduler_ctx
 from bridge.settings import Settings
-from bridge.database import open_db
 from bridge.storage import list_notices, list_overrides
 from bridge.views import add_routes
 from bridge.views_page import add_page_routes

@@ -16,13 +16,19 @@ from sqlite_utils import Database
 
 from bridge import admin_ops as ops
 from bridge.admin import notice_json, override_json
-from bridge.admin_input import InputError, component_ids, known_ids, parse_notice, parse_override
+from bridge.admin_input import (
+    InputError,
+    component_ids,
+    known_ids,
+    parse_notice,
+    parse_override,
+)
 from bridge.auth import TokenFileError, TokenSet, admin_token_set
 from bridge.config import ConfigError
 from bridge.config_load import load_config
+from bridge.database import open_db, write_transaction
 from bridge.notices import Notice, Override, timeline_state
 from bridge.settings import default_db_path
-from bridge.database import open_db, write_transaction
 from bridge.storage import list_notices, list_overrides
 
 DB_HELP = "SQLite file the daemon uses (default: $STATE_DIRECTORY or /var/lib/status-bridge, status-bridge.db)"

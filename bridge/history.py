@@ -11,14 +11,21 @@ from typing import NamedTuple
 
 from sqlite_utils import Database
 
-from bridge.status_rules import check_status
 from bridge.config import Component
+from bridge.database import open_db, write_transaction
+from bridge.history_writer import HistoryWriter
 from bridge.matching import CheckKey
 from bridge.model import Snapshot, Status, StatusData
 from bridge.notices import Notice, Override, active_overrides, is_underway
-from bridge.history_writer import HistoryWriter
-from bridge.database import open_db, write_transaction
-from bridge.uptime import Impact, Interval, component_impact, group_impact, maintenance_window, notice_impact
+from bridge.status_rules import check_status
+from bridge.uptime import (
+    Impact,
+    Interval,
+    component_impact,
+    group_impact,
+    maintenance_window,
+    notice_impact,
+)
 
 log = logging.getLogger("bridge.history")
 

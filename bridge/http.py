@@ -8,7 +8,7 @@ import re
 
 from aiohttp import web
 
-from bridge.live import Encoded
+from bridge.encoded import Encoded
 
 log = logging.getLogger("bridge.http")
 

@@ -4,21 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-import json
 import logging
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 from bridge.aggregate import aggregate, explaining_times, prepare
 from bridge.config import Config
-from bridge.history import EFFECTIVE, MONITORED, UNKNOWN, HistoryRecorder, Key, Record, place
-from bridge.history import override_times
+from bridge.encoded import Encoded, Published
+from bridge.history import (
+    EFFECTIVE,
+    MONITORED,
+    UNKNOWN,
+    HistoryRecorder,
+    Key,
+    Record,
+    override_times,
+    place,
+)
 from bridge.matching import CheckKey, Matcher
-from bridge.merge import SourceView, merge
-from bridge.model import ComponentView, GroupView, SourceHealth, Snapshot, Status, StatusData
+from bridge.merge import Merged, SourceView, merge
+from bridge.model import (
+    ComponentView,
+    GroupView,
+    Snapshot,
+    SourceHealth,
+    Status,
+    StatusData,
+)
 from bridge.notices import Notice, Override, page_state, shown_overrides
 from bridge.render import oxford
 
@@ -64,65 +77,6 @@ def release(data: StatusData | None) -> None:
         pass  # no loop to protect (CLI, tests) or it is shutting down: freed here, as usual
 
 
-JSON_TYPE = "application/json; charset=utf-8"
-JS_TYPE = "application/javascript; charset=utf-8"
-_VARIANTS_MAX = 64  # JSONP callbacks and max-ages remembered per body; a flood of names just recomputes
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """A feed body encoded once per snapshot, with its strong ETag; JSONP forms and headers made once too."""
-
-    body: bytes
-    etag: str
-    content_type: str = JSON_TYPE
-    # Per-request work done once per generation: JSONP bodies by callback, header sets by max-age.
-    _memo: dict[object, object] = dataclasses.field(default_factory=dict, repr=False, compare=False, hash=False)
-
-    @classmethod
-    def of(cls, obj: object) -> Encoded:
-        """Encode obj as compact UTF-8 JSON and hash it for the ETag."""
-        body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        return cls(body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"')
-
-    def _remember(self, key: object, value: object) -> object:
-        """Store one memo entry, forgetting them all past _VARIANTS_MAX (callbacks are client input)."""
-        if len(self._memo) >= _VARIANTS_MAX:
-            self._memo.clear()
-        self._memo[key] = value
-        return value
-
-    def jsonp(self, callback: str) -> Encoded:
-        """The body wrapped as `/**/callback(...);` (callback already validated), with its own ETag."""
-        hit = self._memo.get(callback)
-        if hit is None:
-            body = b"/**/" + callback.encode() + b"(" + self.body + b");"
-            etag = '"' + hashlib.blake2b(self.etag.encode() + callback.encode(), digest_size=12).hexdigest() + '"'
-            hit = self._remember(callback, Encoded(body, etag, JS_TYPE))
-        return hit  # type: ignore[return-value]
-
-    def headers(self, max_age: int, with_type: bool = True) -> dict[str, str]:
-        """Response headers of this body (a 304 carries them without Content-Type); copy before changing."""
-        key = (max_age, with_type)
-        hit = self._memo.get(key)
-        if hit is None:
-            headers = {"Content-Type": self.content_type} if with_type else {}
-            headers.update({"ETag": self.etag, "Cache-Control": f"public, max-age={max_age}",
-                            "Access-Control-Allow-Origin": "*"})  # fmt: skip
-            if self.content_type == JS_TYPE:
-                headers["X-Content-Type-Options"] = "nosniff"
-            hit = self._remember(key, headers)
-        return hit  # type: ignore[return-value]
-
-
-@dataclass(frozen=True)
-class Published:
-    """One consistent generation: the snapshot and every feed rendered from it."""
-
-    snapshot: Snapshot
-    feeds: dict[str, Encoded]
-
-
 class Live:
     """Holds the latest inputs and the published generation; rebuilt on input change or tick."""
 
@@ -142,6 +96,10 @@ class Live:
         self._since: dict[str, tuple[Status, float]] = {}
         self._seeded = False  # becomes True at the first build with monitoring data
         self.recorder: HistoryRecorder | None = None  # set by the app: status changes go to the DB history
+        # Generations of self.sources: bumped by every change of it; `shown` is the one data was merged from.
+        self._inputs = self._shown = 0
+        self._merging = asyncio.Lock()  # one merge in a worker thread at a time; later calls queue behind it
+        self._replaced: list[StatusData] = []  # objects let go of since the last publish, released by the next
         self.published = self._build(self.started_at)
 
     @property
@@ -156,24 +114,91 @@ class Live:
         is cached per StatusData object; update() with the same object then only assembles the
         snapshot and encodes the feeds, which keeps the event loop free at 100k services.
         """
-        prepare(data, self.config, self.matcher)
+        # With two sources holding data a merged object gets published, prepared by publish_source:
+        # preparing a source's own object then is wasted work (and takes a Matcher slot).
+        if sum(v.data is not None for v in tuple(self.sources.values())) < 2:
+            prepare(data, self.config, self.matcher)
 
     def update(self, data: StatusData | None, health: SourceHealth, source: str = "statusdat") -> None:
         """Take new inputs from one source and publish a new generation."""
         self.update_source(SourceView(source, data, health))
 
     def update_source(self, view: SourceView) -> None:
-        """Replace one source's view, re-merge (newest result per check wins) and publish."""
+        """Replace one source's view, re-merge (newest result per check wins) and publish, all on the loop."""
+        self._take(view)
+        self._publish(merge(list(self.sources.values())), self._inputs)
+
+    async def publish_source(self, view: SourceView) -> None:
+        """Replace one source's view and publish: merged and prepared in a worker thread, assembled on the loop.
+
+        Returns once a generation holding this view (or newer inputs) is published. Calls arriving
+        while a merge runs queue behind it and are coalesced into one merge of the newest inputs.
+        """
+        self._take(view)
+        await self._republish()
+
+    async def drop_source(self, name: str, health_if_none: SourceHealth) -> None:
+        """Forget a source (its section left the config) and publish the rest; with none left, health_if_none."""
+        old = self.sources.pop(name, None)
+        if old is None:
+            return
+        if old.data is not None:
+            self._replaced.append(old.data)
+        self._inputs += 1
+        if not self.sources:  # the page says why there is no data rather than showing frozen data
+            self._take(SourceView(name, None, health_if_none))
+        await self._republish()
+
+    def _take(self, view: SourceView) -> None:
+        """Record one source's new view (published by the caller)."""
         old = self.sources.get(view.name)
-        previous = self.data
+        if old is not None and old.data is not None and old.data is not view.data:
+            self._replaced.append(old.data)
         self.sources[view.name] = view
-        merged = merge(list(self.sources.values()))
+        self._inputs += 1
+
+    async def _republish(self) -> None:
+        """Publish the current sources once a merge of inputs at least this new is done, never a stale one."""
+        wanted = self._inputs
+        async with self._merging:
+            while self._shown < wanted:
+                inputs = self._inputs
+                merged = await asyncio.to_thread(self._merge_prepared, tuple(self.sources.values()))
+                if inputs == self._inputs:
+                    self._publish(merged, inputs)
+                else:  # newer inputs came meanwhile: merge those (or a synchronous update published them)
+                    self._discard(merged)
+
+    def _merge_prepared(self, views: Sequence[SourceView]) -> Merged:
+        """merge(views) with the result prepared for aggregation (worker thread; one source: its own object)."""
+        merged = merge(views)
+        if merged.data is not None:
+            prepare(merged.data, self.config, self.matcher)  # for a single source, usually all cache hits
+        return merged
+
+    def _publish(self, merged: Merged, inputs: int) -> None:
+        """Swap in merged (from inputs generation `inputs`), publish it and release what it replaced."""
+        previous = self.data
         self.data, self.health, self.stale_keys = merged.data, merged.health, merged.stale_keys
+        self._shown = inputs
         self.published = self._build(self.clock())
-        kept = {id(self.data), *(id(v.data) for v in self.sources.values())}
-        for gone in {id(d): d for d in (previous, old.data if old is not None else None) if d is not None}.values():
-            if id(gone) not in kept:
-                release(gone)
+        if previous is not None:
+            self._replaced.append(previous)
+        kept = self._kept()
+        gone, self._replaced = {id(d): d for d in self._replaced if id(d) not in kept}, []
+        for data in gone.values():
+            release(data)
+
+    def _discard(self, merged: Merged) -> None:
+        """Drop a merge that newer inputs overtook: its cache entry at once, its data with the next publish."""
+        data = merged.data
+        if data is not None and id(data) not in self._kept():
+            self.matcher.forget(data)  # never published: its Matcher slot goes to the merge that will be
+            self._replaced.append(data)
+
+    def _kept(self) -> set[int]:
+        """ids of the objects still in use: the published data and every source's."""
+        return {id(self.data), *(id(v.data) for v in self.sources.values())}
 
     def set_notices(self, notices: Sequence[Notice], overrides: Sequence[Override], now: float | None = None) -> None:
         """Take the stored notices and overrides (after a write or a scheduled time) and republish as of now."""

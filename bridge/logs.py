@@ -15,8 +15,9 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
+from bridge.encoded import Published
 from bridge.keys import LIVE
-from bridge.live import Live, Published
+from bridge.live import Live
 from bridge.model import Snapshot
 from bridge.ratelimit import request_client
 

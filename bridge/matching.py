@@ -1,9 +1,9 @@
 """Resolve a component's host/service glob patterns to concrete checks, with a per-name-set cache.
 
-A Matcher is shared by the event loop and the tailer's worker thread (which prepares each new
-StatusData before it is published): its caches are immutable once built or only ever gain
-entries, and every swap is a single attribute assignment, so a race costs at most some work
-done twice, never a wrong answer.
+A Matcher is shared by the event loop and worker threads (a source preparing its new StatusData,
+Live merging sources and preparing the result before it is published): its caches are immutable
+once built or only ever gain entries, and every swap is a single attribute assignment, so a race
+costs at most some work done twice, never a wrong answer.
 """
 
 from __future__ import annotations
@@ -170,7 +170,10 @@ class Memo:
 class Matcher:
     """Caches pattern resolution per pattern set while the hosts/services (and their order) stay the same."""
 
-    KEEP = 2  # recent StatusData objects (and name sets) remembered: the published one and the one being prepared
+    # Recent StatusData objects (and name sets) remembered: the published one, the merge being prepared
+    # for publishing and, while a second source comes up, that source's own object prepared meanwhile
+    # (with 2 the published one's counts were evicted then, and a rebuild recounted it on the loop).
+    KEEP = 3
 
     def __init__(self) -> None:
         self._names: tuple[Names, ...] = ()
@@ -188,6 +191,10 @@ class Matcher:
         m = Memo(data, names)
         self._memos = (m, *(old for old in self._memos[: self.KEEP - 1] if old.ref() is not None))
         return m
+
+    def forget(self, data: StatusData) -> None:
+        """Drop data's entry (a merge that was never published), so it holds no slot a newer object needs."""
+        self._memos = tuple(m for m in self._memos if m.ref() is not data)
 
     def plan(self, component: Component, data: StatusData) -> Plan:
         """component's matches in data, re-resolved only when the object names or their order changed."""

@@ -14,7 +14,14 @@ from defusedxml import DefusedXmlException
 
 from bridge import __version__
 from bridge.admin_input import InputError
-from bridge.passive import ItemError, Result, check_name, check_state, check_time, collect
+from bridge.passive import (
+    ItemError,
+    Result,
+    check_name,
+    check_state,
+    check_time,
+    collect,
+)
 
 PRODUCT = "status-bridge"
 # NRDP's precedence (grab_json/grab_xml): json over jsondata over the legacy JSONDATA, likewise for xml.

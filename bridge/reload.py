@@ -64,6 +64,9 @@ class Sources:
         self.icinga: IcingaSource | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._firsts: dict[str, asyncio.Event] = {}  # set by each source's first publish
+        # Per source: the task publishing its changes (merged off the loop), and whether more came meanwhile.
+        self._publishers: dict[str, asyncio.Task[None]] = {}
+        self._dirty: set[str] = set()
 
     def health(self, now: float) -> SourceHealth:
         """Health for /healthz: the tailer's when it runs (it ages the data), else the merged one."""
@@ -96,7 +99,7 @@ class Sources:
                 firsts.append(self._start_tailer(path, config.stale_after))
         elif self.tailer is not None and config.stale_after != self.tailer.stale_after:
             self.tailer.stale_after = config.stale_after
-            self._tailer_changed(self.tailer)  # may turn stale or fresh at once
+            await self.live.publish_source(self._view("statusdat"))  # may turn stale or fresh at once
         if icinga_changed:
             await self._stop("icinga", drop=icinga is None and old is not None)
             if icinga is not None:
@@ -123,32 +126,50 @@ class Sources:
 
     def _tailer_changed(self, tailer: StatusDatTailer) -> None:
         """Publish the tailer's data and health (ignoring a tailer a reload already replaced)."""
-        if tailer is not self.tailer:
-            return
-        self.live.update(tailer.current, tailer.health(self.live.clock()))
-        self._firsts["statusdat"].set()
+        if tailer is self.tailer:
+            self._publish_soon("statusdat")
 
     def _icinga_changed(self, source: IcingaSource | None) -> None:
         """Publish the Icinga data and health as the "icinga" source."""
-        if source is None or source is not self.icinga:
-            return
-        self.live.update_source(SourceView("icinga", source.current, source.health(self.live.clock())))
-        self._firsts["icinga"].set()
+        if source is not None and source is self.icinga:
+            self._publish_soon("icinga")
+
+    def _view(self, name: str) -> SourceView:
+        """The current view of a running source."""
+        source = self.tailer if name == "statusdat" else self.icinga
+        assert source is not None
+        return SourceView(name, source.current, source.health(self.live.clock()))
+
+    def _publish_soon(self, name: str) -> None:
+        """Have the source's publisher task publish its current view; changes arriving meanwhile make one more."""
+        self._dirty.add(name)
+        task = self._publishers.get(name)
+        if task is None or task.done():
+            self._publishers[name] = asyncio.create_task(self._publisher(name))
+
+    async def _publisher(self, name: str) -> None:
+        """Publish the source's view until no change is left (merging and preparing run in a worker thread)."""
+        while name in self._dirty:
+            self._dirty.discard(name)
+            try:
+                await self.live.publish_source(self._view(name))
+            except Exception:
+                log.exception("publishing the %s source failed", name)
+                continue
+            # apply() waits for this: the first snapshot is published before the daemon listens.
+            self._firsts[name].set()
 
     async def _stop(self, name: str, drop: bool) -> None:
         """Stop a source; with drop, remove its data from the page too (its section left the config)."""
         await _cancel(self._tasks.pop(name, None))
+        self._dirty.discard(name)
+        await _cancel(self._publishers.pop(name, None))
         if name == "statusdat":
             self.tailer = None
         else:
             self.icinga = None
-        if drop and self.live.sources.pop(name, None) is not None:
-            rest = list(self.live.sources.values())
-            # Re-merge without it; with nothing left the page says so rather than showing frozen data.
-            if rest:
-                self.live.update_source(rest[-1])
-            else:
-                self.live.update(None, NO_SOURCE, name)
+        if drop:
+            await self.live.drop_source(name, NO_SOURCE)
 
     async def stop(self) -> None:
         """Stop every source (shutdown)."""

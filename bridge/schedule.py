@@ -14,9 +14,9 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlite_utils import Database
 
+from bridge.database import data_version
 from bridge.live import Live
 from bridge.notices import due_transitions, next_change
-from bridge.database import data_version
 from bridge.storage import apply_transitions, list_notices, list_overrides
 
 log = logging.getLogger("bridge.schedule")

@@ -9,7 +9,14 @@ from sqlite_utils import Database
 
 from bridge.database import write_transaction
 from bridge.model import Status
-from bridge.notices import ENDED_STATES, Notice, NoticeUpdate, Override, Transition, due_transitions
+from bridge.notices import (
+    ENDED_STATES,
+    Notice,
+    NoticeUpdate,
+    Override,
+    Transition,
+    due_transitions,
+)
 
 
 def slugify(text: str) -> str:

@@ -10,9 +10,9 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from bridge.encoded import Encoded, Published
 from bridge.http import error_response
 from bridge.keys import DB, LIVE
-from bridge.live import Encoded, Published
 from bridge.render import html
 from bridge.render.bars import history_bars
 from bridge.render.sorry import find_notice

@@ -9,9 +9,9 @@ from typing import cast
 
 from aiohttp import web
 
+from bridge.encoded import Encoded, Published
 from bridge.http import ApiError, etag_matches, feed_response
 from bridge.keys import LIVE
-from bridge.live import Encoded, Published
 from bridge.model import Snapshot
 from bridge.render import atom, badge, statuspage
 

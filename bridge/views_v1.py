@@ -10,10 +10,10 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiMapping
 
+from bridge.encoded import Encoded
 from bridge.history import impact_of
 from bridge.http import ApiError, feed_response
 from bridge.keys import DB, LIVE, SETTINGS
-from bridge.live import Encoded
 from bridge.model import Snapshot
 from bridge.notices import STATES, TIMELINE_STATES
 from bridge.render import sorry, sorry_metrics, sorry_notices, sorry_query

@@ -24,7 +24,17 @@ import pytest
 
 from bridge.icinga_parse import EVENT_TYPES
 from tests.conftest import free_port, require_binary
-from tests.procs import await_ready, daemon_kwargs, launch, processes, run_as, signal_group, stop, tail, wait_until
+from tests.procs import (
+    await_ready,
+    daemon_kwargs,
+    launch,
+    processes,
+    run_as,
+    signal_group,
+    stop,
+    tail,
+    wait_until,
+)
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0

@@ -19,7 +19,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import require_real
-from tests.procs import await_ready, daemon_kwargs, launch, processes, run_as, stop, tail
+from tests.procs import (
+    await_ready,
+    daemon_kwargs,
+    launch,
+    processes,
+    run_as,
+    stop,
+    tail,
+)
 
 DEFAULT_BINARY = "/usr/sbin/nagios4"
 START_TIMEOUT = 20.0

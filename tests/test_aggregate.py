@@ -6,7 +6,8 @@ import time
 from typing import Any
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.aggregate import aggregate
 from bridge.config import CheckPattern, Component, Config, Group
@@ -376,8 +377,8 @@ timed_hosts = st.builds(
 @given(st.lists(timed_services), st.lists(timed_hosts), st.booleans(), st.sampled_from(list(Status)))
 def test_explaining_times_agrees_with_history(svcs: list[CheckState], hosts: list[CheckState], soft: bool,
                                               status: Status) -> None:
-    from bridge.aggregate import explaining_times
     from bridge import history
+    from bridge.aggregate import explaining_times
 
     data = StatusData(0.0, None, {h.host: h for h in hosts}, {(s.host, s.service): s for s in svcs})  # type: ignore[misc]
     c = comp("c", CheckPattern("[ab]", "*"), CheckPattern("c"), CheckPattern("a"), soft_states=soft)

@@ -9,6 +9,7 @@ import pytest
 from sqlite_utils import Database
 
 from bridge.config import Component
+from bridge.database import open_db
 from bridge.history import (
     EFFECTIVE,
     MONITORED,
@@ -24,7 +25,6 @@ from bridge.history import (
 from bridge.live import Live
 from bridge.model import SourceHealth, Status, StatusData
 from bridge.notices import Override
-from bridge.database import open_db
 from tests.conftest import check, status_data, web_config
 
 T = 1_700_000_000.0

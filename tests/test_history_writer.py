@@ -15,13 +15,13 @@ import pytest
 from sqlite_utils import Database
 
 from bridge.app import make_app
+from bridge.database import open_db
 from bridge.history import EFFECTIVE, MONITORED, HistoryRecorder, Record, append_records
 from bridge.keys import LIVE
 from bridge.live import Live
 from bridge.settings import Settings
-from bridge.database import open_db
 from tests.conftest import web_config
-from tests.test_history import STALE_AFTER, T, Clock, fresh, rows, web
+from tests.test_history import STALE_AFTER, Clock, T, fresh, rows, web
 
 BOUND = 5.0  # seconds: no step of these tests may take longer, whatever goes wrong
 

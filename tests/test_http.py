@@ -6,10 +6,11 @@ import re
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.app import make_app
-from bridge.http import ApiError, JSONP_CALLBACK, jsonp_callback
+from bridge.http import JSONP_CALLBACK, ApiError, jsonp_callback
 from bridge.keys import LIVE
 from bridge.model import SourceHealth
 from bridge.settings import Settings

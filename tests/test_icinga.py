@@ -21,7 +21,12 @@ from aiohttp import web
 from bridge.app import make_app
 from bridge.config import ConfigError
 from bridge.icinga import IcingaSource
-from bridge.icinga_health import StreamFacts, backoff_delay, compute_health, stale_reason
+from bridge.icinga_health import (
+    StreamFacts,
+    backoff_delay,
+    compute_health,
+    stale_reason,
+)
 from bridge.icinga_http import read_password, ssl_context
 from bridge.icinga_parse import (
     DOWNTIME_ATTRS,

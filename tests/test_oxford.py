@@ -10,7 +10,15 @@ import pytest
 
 from bridge.aggregate import aggregate
 from bridge.config import CheckPattern, Component, Config, Group
-from bridge.model import CheckState, ComponentView, GroupView, Snapshot, SourceHealth, Status, StatusData
+from bridge.model import (
+    CheckState,
+    ComponentView,
+    GroupView,
+    Snapshot,
+    SourceHealth,
+    Status,
+    StatusData,
+)
 from bridge.notices import Notice, NoticeUpdate, Override
 from bridge.render.oxford import announcements_feed, iso_utc, services_feed
 

@@ -20,8 +20,9 @@ import pytest
 import bridge.statusdat as statusdat
 from bridge.app import make_app
 from bridge.config import CheckPattern, Component, Config, Group
+from bridge.encoded import Encoded
 from bridge.keys import LIVE
-from bridge.live import Encoded, Live, _free_in_steps
+from bridge.live import Live, _free_in_steps
 from bridge.merge import SourceView, merge
 from bridge.model import SourceHealth, StatusData
 from bridge.settings import Settings

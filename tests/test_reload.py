@@ -22,8 +22,10 @@ from aiohttp.test_utils import TestServer
 from bridge.app import make_app
 from bridge.config_load import load_config
 from bridge.keys import HEALTH, LIVE
+from bridge.passive import Result
 from bridge.reload import SOURCES, reload_config
 from bridge.settings import Settings
+from bridge.views_passive import PASSIVE
 from tests.conftest import REPO, free_port
 from tests.test_cli import MINI_STATUSDAT
 
@@ -323,6 +325,24 @@ async def test_reload_dropping_status_file_removes_its_data(tmp_path: Path) -> N
         assert app[SOURCES].tailer is None
         assert app[LIVE].data is None and app[LIVE].snapshot.stale
         assert app[LIVE].health.reason == "no monitoring source configured"
+
+
+async def test_reload_dropping_status_file_keeps_pushed_results(tmp_path: Path) -> None:
+    (tmp_path / "status.dat").write_bytes(OK_STATUSDAT % int(time.time()))
+    cfg = write_config(tmp_path / "site.toml", free_port())
+    app = make_app(_settings(cfg))
+    async with TestServer(app, host="127.0.0.1"):
+        live, hub = app[LIVE], app[PASSIVE]
+        assert live.snapshot.groups[0].components[0].status.value == "up"
+        tailed = live.sources["statusdat"].data
+        hub.submit([Result("web-1", "HTTP", 2, "CRITICAL", time.time())])  # newer than status.dat's result
+        assert await hub.publish_off_loop()
+        assert live.snapshot.groups[0].components[0].status.value == "down"
+        assert live.data is not tailed and live.data is not live.sources["passive"].data  # merged
+        cfg.write_text(cfg.read_text().replace('status_file = "status.dat"', ""))
+        assert await reload_config(app, cfg)
+        assert set(live.sources) == {"passive"} and live.data is live.sources["passive"].data
+        assert live.snapshot.groups[0].components[0].status.value == "down" and not live.snapshot.stale
 
 
 def test_busy_port_is_a_message_and_exit_1(site: tuple[Path, int], tmp_path: Path) -> None:

@@ -12,12 +12,12 @@ from sqlite_utils import Database
 
 from bridge import schedule
 from bridge.app import make_app
+from bridge.database import open_db
 from bridge.keys import DB, LIVE, REFRESH
 from bridge.live import Live
 from bridge.model import ComponentView, SourceHealth, Status
 from bridge.schedule import SCHEDULER, Scheduler
 from bridge.settings import Settings
-from bridge.database import open_db
 from bridge.storage import create_notice, create_override, get_notice, list_notices
 from tests.conftest import check, status_data, web_config
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from bridge.status_rules import group_status, page_status
 from bridge.app import make_app
 from bridge.config import Config
 from bridge.keys import DB, LIVE, REFRESH
@@ -18,6 +17,7 @@ from bridge.model import ComponentView, GroupView, Snapshot, SourceHealth, Statu
 from bridge.notices import Notice
 from bridge.render import statuspage
 from bridge.settings import Settings
+from bridge.status_rules import group_status, page_status
 from bridge.storage import add_update, create_notice
 from bridge.views_page import PAGE_CACHE
 from tests.conftest import check, status_data, web_config

@@ -16,7 +16,15 @@ import pytest
 
 from bridge.demo.simulator import demo_objects, render_statusdat, write_atomic
 from bridge.model import SourceHealth, StatusData
-from bridge.tail import ReadOutcome, StatusDatTailer, TailFacts, apply_outcome, compute_health, probe, stale_reason
+from bridge.tail import (
+    ReadOutcome,
+    StatusDatTailer,
+    TailFacts,
+    apply_outcome,
+    compute_health,
+    probe,
+    stale_reason,
+)
 
 T0 = 1_800_000_000
 MISSING = "status.dat missing: Nagios stopped?"

@@ -13,7 +13,13 @@ from typing import Any
 import jinja2
 
 from bridge.model import ComponentView, GroupView, Snapshot, Status
-from bridge.notices import Notice, Override, active_overrides, is_underway, timeline_state
+from bridge.notices import (
+    Notice,
+    Override,
+    active_overrides,
+    is_underway,
+    timeline_state,
+)
 from bridge.render.atom import STATE_LABEL
 from bridge.render.bars import DAYS, Bars, Run
 from bridge.render.oxford import STATUS_NAME, iso_utc
