@@ -133,6 +133,71 @@ def fetch(url: str, etag: str | None = None) -> tuple[int, bytes, dict[str, str]
         return e.code, e.read(), dict(e.headers)
 
 
+APP_LEVEL = r'''
+import asyncio, gc, json, sys, time
+from pathlib import Path
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+from bridge.app import make_app
+from bridge.config_load import load_config
+from bridge.keys import LIVE
+from bridge.model import SourceHealth
+from bridge.settings import Settings
+from bridge.statusdat import parse
+
+config, statusdat, paths = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+app = make_app(Settings(load_config(config), watch=False))
+data = parse(statusdat.read_bytes())
+app[LIVE].update(data, SourceHealth(stale=False, data_created=data.created))
+answers = {}
+
+
+async def main():
+    for path in paths:  # the bridge's own answers, so the baseline returns the same bytes and headers
+        resp = await app._handle(make_mocked_request("GET", path, app=app))
+        answers[path] = (resp.body, {k: v for k, v in resp.headers.items() if k != "Content-Length"})
+
+    async def bare(request):
+        body, headers = answers[request.path_qs]
+        return web.Response(body=body, headers=headers)
+
+    base = web.Application()
+    for path in {p.split("?")[0] for p in paths}:
+        base.router.add_get(path, bare)
+    for a in (app, base):
+        a.freeze()
+    gc.collect()
+    gc.freeze()
+
+    async def per_request(a, path, n=4000):
+        # Fresh requests: lazily computed request properties must be paid for, as on a real connection.
+        reqs = [make_mocked_request("GET", path, app=a) for _ in range(n)]
+        t = time.perf_counter()
+        for req in reqs:
+            await a._handle(req)
+        return (time.perf_counter() - t) / n
+
+    out = {}
+    for path in paths:
+        best = {"bridge": float("inf"), "bare": float("inf")}
+        for _ in range(7):
+            best["bridge"] = min(best["bridge"], await per_request(app, path))
+            best["bare"] = min(best["bare"], await per_request(base, path))
+        out[path] = best
+    print(json.dumps(out))
+
+
+asyncio.run(main())
+'''
+
+
+def app_level(config: Path, statusdat: Path, paths: list[str]) -> dict[str, dict[str, float]]:
+    """Seconds per request inside the app (routing, middleware, handler, Response), bridge vs bare, best of 7."""
+    out = subprocess.run([python(), "-c", APP_LEVEL, str(config), str(statusdat), json.dumps(paths)],
+                         cwd=str(ROOT), check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main() -> None:
     """Start both servers, interleave wrk runs, print the comparison."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -192,6 +257,7 @@ def main() -> None:
             stop(bridge)
             for proc, _ in bares.values():
                 stop(proc)
+        inside = app_level(tmp / "bridge.toml", statusdat, sorted({path for _, path, _ in ENDPOINTS}))
     print(f"python {sys.version.split()[0]} on {os.cpu_count()} cores; "
           f"{'servers on CPU 0, wrk on CPU 1' if pinned else 'not pinned'}; "
           f"wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds, each running the three servers"
@@ -219,6 +285,15 @@ def main() -> None:
     revalidated = median([a["rps"] / b["rps"] for a, b in zip(results[("services.json 304", "bridge")],
                                                               results[("services.json", "bridge")])])
     print(f"304 revalidation vs a full 200 on the bridge: {revalidated:.2f}x the requests/s")
+    print("inside the app (in-process, fresh requests, best of 7; a bare app returning the bridge's bytes and headers):")
+    for name, path, etag in ENDPOINTS:
+        if etag:
+            continue
+        bare_cpu = median([1 / b["per_cpu"] for b in results[(name, "bare")]])  # seconds of CPU per bare request
+        extra = inside[path]["bridge"] - inside[path]["bare"]
+        print(f"  {name:20} bridge {inside[path]['bridge'] * 1e6:5.1f} us, bare {inside[path]['bare'] * 1e6:5.1f} us:"
+              f" +{extra * 1e6:4.1f} us on {bare_cpu * 1e6:5.1f} us of CPU per bare request over HTTP"
+              f" -> request-path ratio {bare_cpu / (bare_cpu + extra):.2f}")
 
 
 if __name__ == "__main__":
