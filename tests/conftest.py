@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,35 @@ def web_config(**kw: object) -> Config:
 def _private_state_directory(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Point the default SQLite location at a temp dir so no test (or daemon it spawns) writes /var/lib."""
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path_factory.mktemp("state")))
+
+
+class LoopTicker:
+    """Ticks every millisecond on the running loop while in use; gaps[] is how long each tick really took."""
+
+    def __init__(self) -> None:
+        self.gaps: list[float] = []
+        self._done = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        last = time.perf_counter()
+        while not self._done:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            self.gaps.append(now - last)
+            last = now
+
+    async def __aenter__(self) -> LoopTicker:
+        self._task = asyncio.create_task(self._tick())
+        await asyncio.sleep(0.01)  # ticking before the work starts
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._done = True
+        assert self._task is not None
+        await self._task
+
+    @property
+    def max_gap(self) -> float:
+        """The longest the loop kept the ticker waiting."""
+        return max(self.gaps, default=0.0)

@@ -18,7 +18,7 @@ from bridge.live import Live
 from bridge.merge import SourceView, merge
 from bridge.model import SourceHealth, StatusData
 from bridge.tail import loop_priority
-from tests.conftest import check
+from tests.conftest import LoopTicker, check
 
 HOSTS, PER_HOST = 200, 100  # 20k services
 T = 1_700_000_000
@@ -98,23 +98,9 @@ def counting_merges(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 async def _max_gap_while(work: Callable[[], Any]) -> tuple[float, Any]:
     """Await work() while a ticker sleeps 1 ms at a time: (the longest the loop kept it waiting, the result)."""
-    gaps: list[float] = []
-    done = False
-
-    async def ticker() -> None:
-        last = time.perf_counter()
-        while not done:
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    task = asyncio.create_task(ticker())
-    await asyncio.sleep(0.01)
-    result = await work()
-    done = True
-    await task
-    return max(gaps), result
+    async with LoopTicker() as ticker:
+        result = await work()
+    return ticker.max_gap, result
 
 
 async def test_a_two_source_publish_keeps_the_loop_free_and_equals_the_synchronous_one() -> None:

@@ -27,7 +27,7 @@ from bridge.merge import SourceView, merge
 from bridge.model import SourceHealth, StatusData
 from bridge.settings import Settings
 from bridge.tail import read_and_parse
-from tests.conftest import check, status_data, web_config
+from tests.conftest import LoopTicker, check, status_data, web_config
 
 HOSTS, PER_HOST = 1000, 100  # 100k services, ~33 MB in this compact layout
 CREATED = 1_700_000_000
@@ -76,25 +76,11 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 async def _max_stall_while(work: Any) -> tuple[float, int, float, Any]:
     """Run work() in a worker thread while the loop ticks every ms: (max gap, ticks, seconds, result)."""
-    gaps: list[float] = []
-    done = False
-
-    async def ticker() -> None:
-        last = time.perf_counter()
-        while not done:
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    task = asyncio.create_task(ticker())
-    await asyncio.sleep(0.01)
-    started = time.perf_counter()
-    result = await asyncio.to_thread(work)
-    took = time.perf_counter() - started
-    done = True
-    await task
-    return max(gaps), len(gaps), took, result
+    async with LoopTicker() as ticker:
+        started = time.perf_counter()
+        result = await asyncio.to_thread(work)
+        took = time.perf_counter() - started
+    return ticker.max_gap, len(ticker.gaps), took, result
 
 
 async def test_event_loop_keeps_ticking_while_a_100k_file_is_taken_in(big_file: Path) -> None:
