@@ -8,11 +8,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
-from tests.conftest import REPO
+from tests.conftest import REPO, web_group_toml
 from tests.procs import await_ready, launch, stop, tail
 
 START_TIMEOUT = 20.0
@@ -30,14 +30,7 @@ name = "{name}"
 {source}[http]
 listen = "127.0.0.1:{port}"
 cache_seconds = 0
-{http}[[group]]
-id = "web"
-name = "Web"
-  [[group.component]]
-  id = "website"
-  name = "Website"
-  checks = [{{ host = "web-1", service = "{website}" }}]
-{web_extra}[[group]]
+{http}{web_group_toml(service=website)}{web_extra}[[group]]
 id = "data"
 name = "Data"
   [[group.component]]
@@ -53,11 +46,14 @@ def run_cli(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=30, cwd=REPO)
 
 
-def spawn(args: Sequence[str], prefix: Sequence[str] = (), output: Path | None = None) -> subprocess.Popen[str]:
-    """Start `[PREFIX] python -m bridge ARGS` unbuffered; stderr to a pipe, or with stdout appended to output."""
+def spawn(args: Sequence[str], prefix: Sequence[str] = (), output: Path | None = None,
+          env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:  # fmt: skip
+    """Start `[PREFIX] python -m bridge ARGS` unbuffered, env added to ours; stderr to a pipe, or with stdout appended
+    to output."""
     cmd = [*prefix, sys.executable, "-m", "bridge", *args]
     # cwd: the tree under test, even without an installed package.
-    kwargs = {"cwd": REPO, "env": {**os.environ, "PYTHONUNBUFFERED": "1"}, "stdin": subprocess.DEVNULL, "text": True}
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    kwargs = {"cwd": REPO, "env": full_env, "stdin": subprocess.DEVNULL, "text": True}
     if output is not None:
         return launch(cmd, output, **kwargs)
     return subprocess.Popen(cmd, stderr=subprocess.PIPE, **kwargs)
@@ -93,22 +89,27 @@ class BridgeProcess:
     """`python -m bridge run --config CONFIG ARGS` as a child process serving on 127.0.0.1:port; restartable."""
 
     def __init__(self, config: Path, port: int, args: Sequence[str] = (), prefix: Sequence[str] = (),
-                 output: Path | None = None, ready: str = "/healthz") -> None:  # fmt: skip
+                 output: Path | None = None, ready: str | None = "/healthz",
+                 env: Mapping[str, str] | None = None) -> None:  # fmt: skip
         """prefix: a command run in front of python; output: a file for its stderr (readable while it runs) instead
-        of a pipe; ready: the path that answers 200 once it serves."""
+        of a pipe; ready: the path that answers 200 once it serves (None: start does not wait); env: added to ours."""
         self.config, self.port, self.args, self.prefix, self.output, self.ready = config, port, args, prefix, output, ready
+        self.env = env
         self.base = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen[str] | None = None
         self.returncode: int | None = None
         self.stderr = ""  # from the pipe, all runs so far
 
     def start(self, timeout: float = START_TIMEOUT) -> Self:
-        """Start and wait (bounded) until it serves; fail the test with its stderr if it exits or never answers."""
-        self.proc = spawn(["run", "--config", str(self.config), *self.args], self.prefix, self.output)
+        """Start and, unless ready is None, wait until it serves; fail the test with its stderr if it exits or never serves."""
+        self.proc = spawn(["run", "--config", str(self.config), *self.args], self.prefix, self.output, self.env)
+        ready = self.ready
+        if ready is None:
+            return self
 
         def answers() -> bool:
             try:
-                return self.get(self.ready)[0] == 200
+                return self.get(ready)[0] == 200
             except OSError:
                 return False
 

@@ -129,3 +129,75 @@ class LoopTicker:
     def max_gap(self) -> float:
         """The longest the loop kept the ticker waiting."""
         return max(self.gaps, default=0.0)
+
+
+def web_group_toml(component: str = "website", name: str = "Website", service: str = "HTTP") -> str:
+    """TOML for group web ("Web") with one component checking web-1's service."""
+    return f"""[[group]]
+id = "web"
+name = "Web"
+  [[group.component]]
+  id = "{component}"
+  name = "{name}"
+  checks = [{{ host = "web-1", service = "{service}" }}]
+"""
+
+
+WEB_GROUP_TOML = web_group_toml()  # group web, component website: web-1 HTTP
+
+# A small Nagios status.dat (a %d for its created time): web-1 UP, web-1/HTTP CRITICAL.
+MINI_STATUSDAT = b"""info {
+\tcreated=%d
+\tversion=4.4.6
+\t}
+
+hoststatus {
+\thost_name=web-1
+\thas_been_checked=1
+\tcurrent_state=0
+\tlast_hard_state=0
+\tstate_type=1
+\tplugin_output=UP
+\tlong_plugin_output=
+\tlast_check=1700000000
+\tlast_state_change=1700000000
+\tproblem_has_been_acknowledged=0
+\tis_flapping=0
+\tscheduled_downtime_depth=0
+\t}
+
+servicestatus {
+\thost_name=web-1
+\tservice_description=HTTP
+\thas_been_checked=1
+\tcurrent_state=2
+\tlast_hard_state=2
+\tstate_type=1
+\tplugin_output=CRITICAL - connection refused
+\tlong_plugin_output=
+\tlast_check=1700000000
+\tlast_state_change=1700000000
+\tproblem_has_been_acknowledged=0
+\tis_flapping=0
+\tscheduled_downtime_depth=0
+\t}
+"""
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """The CLI tests' config (group web, listening on a free port, cache 5 s) beside a fresh MINI_STATUSDAT."""
+    # test_reload and test_reliability_input have site fixtures of their own, which override this one there.
+    (tmp_path / "status.dat").write_bytes(MINI_STATUSDAT % int(time.time()))
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(f"""
+[page]
+name = "CLI test"
+[nagios]
+status_file = "status.dat"
+stale_after = 600
+[http]
+listen = "127.0.0.1:{free_port()}"
+cache_seconds = 5
+{WEB_GROUP_TOML}""")
+    return cfg

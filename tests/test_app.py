@@ -8,8 +8,7 @@ import time
 
 from bridge.app import make_app
 from bridge.settings import Settings
-from tests.conftest import web_config
-from tests.test_cli import MINI_STATUSDAT
+from tests.conftest import MINI_STATUSDAT, web_config
 
 
 async def test_first_snapshot_is_served_at_startup(aiohttp_client, tmp_path):

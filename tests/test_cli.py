@@ -15,74 +15,10 @@ import pytest
 
 from bridge.cli import build_parser, main
 from tests.bridgeproc import poll, run_cli, spawn
-from tests.conftest import REPO, free_port
+from tests.conftest import MINI_STATUSDAT, REPO, free_port
 from tests.procs import stop
 
 COMMANDS = ["run", "demo", "check-config", "get", "notice", "override"]
-
-MINI_STATUSDAT = b"""info {
-\tcreated=%d
-\tversion=4.4.6
-\t}
-
-hoststatus {
-\thost_name=web-1
-\thas_been_checked=1
-\tcurrent_state=0
-\tlast_hard_state=0
-\tstate_type=1
-\tplugin_output=UP
-\tlong_plugin_output=
-\tlast_check=1700000000
-\tlast_state_change=1700000000
-\tproblem_has_been_acknowledged=0
-\tis_flapping=0
-\tscheduled_downtime_depth=0
-\t}
-
-servicestatus {
-\thost_name=web-1
-\tservice_description=HTTP
-\thas_been_checked=1
-\tcurrent_state=2
-\tlast_hard_state=2
-\tstate_type=1
-\tplugin_output=CRITICAL - connection refused
-\tlong_plugin_output=
-\tlast_check=1700000000
-\tlast_state_change=1700000000
-\tproblem_has_been_acknowledged=0
-\tis_flapping=0
-\tscheduled_downtime_depth=0
-\t}
-"""
-
-CONFIG = """
-[page]
-name = "CLI test"
-[nagios]
-status_file = "status.dat"
-stale_after = 600
-[http]
-listen = "127.0.0.1:{port}"
-cache_seconds = 5
-[[group]]
-id = "web"
-name = "Web"
-  [[group.component]]
-  id = "website"
-  name = "Website"
-  checks = [{{ host = "web-1", service = "HTTP" }}]
-"""
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Path:
-    """A config file beside a fresh status.dat with web-1/HTTP CRITICAL."""
-    (tmp_path / "status.dat").write_bytes(MINI_STATUSDAT % int(time.time()))
-    cfg = tmp_path / "site.toml"
-    cfg.write_text(CONFIG.format(port=free_port()))
-    return cfg
 
 
 @pytest.mark.parametrize("command", COMMANDS)

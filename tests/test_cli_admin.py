@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -13,8 +10,9 @@ import pytest
 
 from bridge.cli import main
 from bridge.cli_admin import load_admin_tokens
-from tests.conftest import REPO, free_port
-from tests.test_cli import CONFIG, MINI_STATUSDAT, spawn, stop, wait_json
+from tests.bridgeproc import run_cli, spawn
+from tests.procs import stop
+from tests.test_cli import wait_json
 
 SUBCOMMANDS = [
     ["notice"],
@@ -27,15 +25,6 @@ SUBCOMMANDS = [
     ["override", "list"],
     ["override", "remove"],
 ]
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Path:
-    """A config with one component, "website" (group "web"), beside a fresh status.dat (HTTP CRITICAL)."""
-    (tmp_path / "status.dat").write_bytes(MINI_STATUSDAT % int(time.time()))
-    cfg = tmp_path / "site.toml"
-    cfg.write_text(CONFIG.format(port=free_port()))
-    return cfg
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -152,11 +141,6 @@ def test_admin_tokens_from_file_or_env(tmp_path, monkeypatch, capsys):
         load_admin_tokens(tmp_path / "missing")
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI as a separate process, as an operator would run it beside the daemon."""
-    return subprocess.run([sys.executable, "-m", "bridge", *args], check=False, capture_output=True, text=True, timeout=30, cwd=REPO)
-
-
 def admin_get(url: str, token: str) -> dict:
     """GET an admin URL with a bearer token."""
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
@@ -178,22 +162,22 @@ def test_cli_writes_reach_running_daemon(site, tmp_path):
         assert (website["status"], website["monitored_status"]) == ("down", "down")
         assert wait_json(f"{base}/api/announcements.json", 5) == []
 
-        added = run_cli("override", "add", "--db", db, "--config", str(site), "--component", "website",
-                        "--status", "maintenance", "--ends-at", "2099-12-01T10:00Z", "--reason", "Firewall work", "--json")
+        added = run_cli(["override", "add", "--db", db, "--config", str(site), "--component", "website",
+                         "--status", "maintenance", "--ends-at", "2099-12-01T10:00Z", "--reason", "Firewall work", "--json"])
         assert added.returncode == 0, added.stderr
         assert json.loads(added.stdout)["override"]["active"] is True
         body = wait_json(f"{base}/api/services.json", 2, lambda b: b["groups"][0]["services"][0]["status"] == "maintenance")
         assert body["groups"][0]["services"][0]["monitored_status"] == "down"
 
-        created = run_cli("notice", "create", "--db", db, "--config", str(site), "--type", "unplanned",
-                          "--subject", "Email delays", "--component", "website", "--content", "Investigating")
+        created = run_cli(["notice", "create", "--db", db, "--config", str(site), "--type", "unplanned",
+                           "--subject", "Email delays", "--component", "website", "--content", "Investigating"])
         assert created.returncode == 0, created.stderr
         news = wait_json(f"{base}/api/announcements.json", 2, lambda b: len(b) == 1)
         assert "Email delays" in news[0]["message"]
         listed = admin_get(f"{base}/api/v1/admin/notices", "daemon-token")["notices"]
         assert [(n["subject"], n["components"]) for n in listed] == [("Email delays", ["website"])]
 
-        removed = run_cli("override", "remove", "1", "--db", db)
+        removed = run_cli(["override", "remove", "1", "--db", db])
         assert removed.returncode == 0, removed.stderr
         wait_json(f"{base}/api/services.json", 2, lambda b: b["groups"][0]["services"][0]["status"] == "down")
     finally:

@@ -20,10 +20,9 @@ from typing import Any
 import pytest
 
 from tests.bridgeproc import BridgeProcess, site_toml
-from tests.conftest import REPO, free_port
+from tests.conftest import MINI_STATUSDAT, REPO, free_port
 from tests.nagios import Nagios
 from tests.procs import tail, wait_until
-from tests.test_cli import MINI_STATUSDAT
 
 CONTRIB = REPO / "contrib" / "nagios"
 CHECK = CONTRIB / "check_status_bridge"

@@ -133,18 +133,17 @@ async def test_access_log_is_opt_in_and_never_shows_tokens(caplog: pytest.LogCap
 
 
 def test_malformed_requests_do_not_flood_the_log(tmp_path: Path) -> None:
-    from tests.test_reload import Daemon, wait_ready, write_config
+    from tests.test_reload import Daemon, write_config
 
     port = free_port()
     cfg = write_config(tmp_path / "site.toml", port, status_file="missing.dat")
-    daemon = Daemon(["run", "--config", str(cfg), "--db", str(tmp_path / "db")])
+    daemon = Daemon(cfg, port).start()
     try:
-        wait_ready(port).close()
         for raw in (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", b"GET / HTTP/1.1\r\nBad Header\x00: 1\r\n\r\n"):
             with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
                 sock.sendall(raw)
                 sock.recv(4096)
     finally:
-        code = daemon.stop()
-    assert code == 0
+        daemon.stop()
+    assert daemon.returncode == 0
     assert "Traceback" not in daemon.log and "Error handling request" not in daemon.log, daemon.log

@@ -26,7 +26,7 @@ from bridge.live import Live, _free_in_steps
 from bridge.merge import SourceView, merge
 from bridge.model import SourceHealth, StatusData
 from bridge.settings import Settings
-from bridge.tail import read_and_parse
+from bridge.statusdat_file import read_and_parse
 from tests.conftest import LoopTicker, check, status_data, web_config
 
 HOSTS, PER_HOST = 1000, 100  # 100k services, ~33 MB in this compact layout

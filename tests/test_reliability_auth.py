@@ -9,10 +9,7 @@ import base64
 import dataclasses
 import json
 import logging
-import os
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -24,9 +21,8 @@ import pytest
 from aiohttp import web
 
 from bridge.keys import SETTINGS
-from tests.conftest import REPO, free_port
 from tests.test_reliability_badinput import Harness, Route, build_app, routes, state_of
-from tests.test_reliability_input import DAEMON_CONFIG, nagios_statusdat, write_atomic
+from tests.test_reliability_input import Daemon, nagios_statusdat, write_atomic
 
 ADMIN = "fuzz-admin-token-3b9e0c"  # the tokens build_app configures
 PUSH = "fuzz-push-token-77d2aa"
@@ -188,27 +184,13 @@ def test_tokens_never_reach_the_daemon_log(tmp_path: Path) -> None:
     """The real daemon at debug level with the access log on: valid, invalid, near-miss and malformed uses leave no token."""
     statusdat = tmp_path / "status.dat"
     write_atomic(statusdat, nagios_statusdat(time.time()))
-    port = free_port()
-    cfg = tmp_path / "site.toml"
-    cfg.write_text(DAEMON_CONFIG.format(statusdat=statusdat, port=port))
     for name, token in (("admin", LOG_ADMIN), ("push", LOG_PUSH)):
         (tmp_path / name).write_text(f"# {name} tokens\n{token}\n")
         (tmp_path / name).chmod(0o600)
-    cmd = [sys.executable, "-m", "bridge", "--log-level", "debug", "run", "--config", str(cfg), "--db", str(tmp_path / "db"),
-           "--admin-token-file", str(tmp_path / "admin"), "--push-token-file", str(tmp_path / "push"), "--access-log"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if send(base, "GET", "/healthz") == 200:
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+    args = ("--admin-token-file", str(tmp_path / "admin"), "--push-token-file", str(tmp_path / "push"), "--access-log",
+            "--log-level", "debug")  # fmt: skip
+    with Daemon(tmp_path, statusdat, args=args) as daemon:
+        base, port = daemon.base, daemon.port
         notice = json.dumps({"type": "unplanned", "subject": "Log test", "components": ["website"]}).encode()
         for token in (LOG_ADMIN, LOG_ADMIN + "X", LOG_ADMIN[:-1], LOG_PUSH):
             auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -229,13 +211,7 @@ def test_tokens_never_reach_the_daemon_log(tmp_path: Path) -> None:
         send_raw(port, long_header.encode())
         send_raw(port, f"GET /?token={LOG_PUSH} HTTP/1.1\r\nHost: x\r\nBad\x00Header: {LOG_ADMIN}\r\n\r\n".encode())
         send(base, "GET", "/healthz")
-    finally:
-        proc.terminate()
-        try:
-            _, err = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
+    err = daemon.stderr
     assert "POST /api/v1/admin/notices" in err and "status=201" in err, err[-3000:]  # the access log is on
     assert "admin: rejected token" in err  # refusals are logged, without the token
     for secret in SECRETS:

@@ -283,18 +283,15 @@ def daemon_toml(statusdat: Path | str, port: int | str, http: str = "rate_limit 
     return site_toml(port, "Reliability", statusdat, 600, http)
 
 
-# The same config as a str.format template on statusdat and port, for modules that fill it in themselves.
-DAEMON_CONFIG = daemon_toml("{statusdat}", "{port}").replace("[{ ", "[{{ ").replace(" }]", " }}]")
-
-
 class Daemon(BridgeProcess):
-    """The reliability site as `python -m bridge run` on statusdat, with a SQLite file beside its config."""
+    """The reliability site as `python -m bridge run ... ARGS` on statusdat, with a SQLite file beside its config."""
 
-    def __init__(self, directory: Path, statusdat: Path, http: str = "rate_limit = 0\n", prefix: Sequence[str] = ()) -> None:
+    def __init__(self, directory: Path, statusdat: Path, http: str = "rate_limit = 0\n", prefix: Sequence[str] = (),
+                 args: Sequence[str] = ()) -> None:  # fmt: skip
         port = free_port()
         config = directory / "site.toml"
         config.write_text(daemon_toml(statusdat, port, http))
-        super().__init__(config, port, ("--db", str(directory / "db")), prefix)
+        super().__init__(config, port, ("--db", str(directory / "db"), *args), prefix)
 
     def feed(self, pred: Callable[[dict[str, Any]], bool] = lambda f: True) -> dict[str, Any]:
         """/api/services.json once pred holds."""

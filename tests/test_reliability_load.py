@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.config import ConfigError
 from bridge.config_load import parse_config
+from tests.conftest import WEB_GROUP_TOML
 from tests.test_reliability_input import Daemon, nagios_statusdat, write_atomic
 
 FEEDS = [
@@ -115,13 +116,6 @@ name = "Rate"
 rate_limit = {rate}
 burst = {burst}
 trusted_proxies = {trusted}
-[[group]]
-id = "web"
-name = "Web"
-  [[group.component]]
-  id = "website"
-  name = "Website"
-  checks = [{{ host = "web-1", service = "HTTP" }}]
 """
 
 
@@ -131,7 +125,7 @@ def rate_app(rate: float, burst: int, trusted: list[str]) -> Any:
     from bridge.settings import Settings
 
     try:
-        config = parse_config(RATE_CONFIG.format(rate=rate, burst=burst, trusted=json.dumps(trusted)))
+        config = parse_config(RATE_CONFIG.format(rate=rate, burst=burst, trusted=json.dumps(trusted)) + WEB_GROUP_TOML)
     except ConfigError as e:
         pytest.xfail(f"rate limiting: issue 7 ({e})")
     return make_app(Settings(config, watch=False))

@@ -5,15 +5,12 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import os
 import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -26,8 +23,9 @@ from bridge.passive import Result
 from bridge.reload import SOURCES, reload_config
 from bridge.settings import Settings
 from bridge.views_passive import PASSIVE
-from tests.conftest import REPO, free_port
-from tests.test_cli import MINI_STATUSDAT
+from tests.bridgeproc import BridgeProcess, run_cli
+from tests.conftest import MINI_STATUSDAT, free_port, web_group_toml
+from tests.procs import wait_until
 
 CONFIG = """
 [page]
@@ -38,22 +36,15 @@ stale_after = {stale_after}
 [http]
 listen = "127.0.0.1:{port}"
 {http}
-[[group]]
-id = "web"
-name = "Web"
-  [[group.component]]
-  id = "{component}"
-  name = "{name}"
-  checks = [{{ host = "web-1", service = "HTTP" }}]
 """
 OK_STATUSDAT = MINI_STATUSDAT.replace(b"current_state=2", b"current_state=0").replace(b"last_hard_state=2", b"last_hard_state=0")
 
 
 def write_config(path: Path, port: int, component: str = "website", name: str = "Website",
                  status_file: str = "status.dat", stale_after: float = 600, http: str = "") -> Path:  # fmt: skip
-    """Write the one-component test config."""
-    path.write_text(CONFIG.format(port=port, component=component, name=name, status_file=status_file,
-                                  stale_after=stale_after, http=http))  # fmt: skip
+    """Write the one-component test config (group web: component checks web-1 HTTP)."""
+    path.write_text(CONFIG.format(port=port, status_file=status_file, stale_after=stale_after, http=http)
+                    + web_group_toml(component, name))  # fmt: skip
     return path
 
 
@@ -65,55 +56,30 @@ def site(tmp_path: Path) -> tuple[Path, int]:
     return write_config(tmp_path / "site.toml", port), port
 
 
-class Daemon:
-    """`status-bridge run` as a real process; stderr is collected line by line in the background."""
+class Daemon(BridgeProcess):
+    """`status-bridge run` on config with a SQLite file beside it; its log goes to a file there, read while it runs."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
-        """Start it."""
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.proc = subprocess.Popen([sys.executable, "-m", "bridge", *args], cwd=REPO, env=full_env,
-                                     stderr=subprocess.PIPE, text=True)  # fmt: skip
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        """Collect stderr until the process closes it."""
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
+    def __init__(self, config: Path, port: int, args: Sequence[str] = (), env: Mapping[str, str] | None = None,
+                 ready: str | None = "/api/services.json") -> None:  # fmt: skip
+        """ready: as for BridgeProcess (None: start returns at once)."""
+        log = config.parent / "daemon.log"
+        super().__init__(config, port, ("--db", str(config.parent / "db"), *args), output=log, ready=ready, env=env)
 
     @property
     def log(self) -> str:
         """Everything logged so far."""
-        return "\n".join(self.lines)
+        assert self.output is not None
+        return self.output.read_text(errors="replace")
 
     def wait_log(self, text: str, timeout: float = 10) -> None:
         """Wait (bounded) until a log line contains text."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(text in line for line in self.lines):
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"no log line with {text!r} in {timeout}s:\n{self.log}")
+        if not wait_until(lambda: any(text in line for line in self.log.splitlines()), timeout, 0.05):
+            raise AssertionError(f"no log line with {text!r} in {timeout}s:\n{self.log}")
 
     def signal(self, sig: int) -> None:
         """Send sig to the daemon."""
+        assert self.proc is not None
         self.proc.send_signal(sig)
-
-    def stop(self, timeout: float = 10) -> int:
-        """SIGTERM and wait (bounded); the exit code."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self._reader.join(5)
-        assert self.proc.stderr is not None
-        self.proc.stderr.close()
-        return code
 
 
 def get_json(conn: http.client.HTTPConnection, path: str = "/api/services.json") -> dict:
@@ -145,9 +111,9 @@ def component_ids(body: dict) -> list[str]:
     return [s["id"] for g in body["groups"] for s in g["services"]]
 
 
-def test_sighup_reloads_valid_config_on_a_live_connection(site: tuple[Path, int], tmp_path: Path) -> None:
+def test_sighup_reloads_valid_config_on_a_live_connection(site: tuple[Path, int]) -> None:
     cfg, port = site
-    daemon = Daemon(["run", "--config", str(cfg), "--db", str(tmp_path / "db")])
+    daemon = Daemon(cfg, port).start()
     try:
         conn = wait_ready(port)
         local = conn.sock.getsockname()
@@ -167,13 +133,13 @@ def test_sighup_reloads_valid_config_on_a_live_connection(site: tuple[Path, int]
         assert "/api/services.json" not in daemon.log
         conn.close()
     finally:
-        code = daemon.stop()
-    assert code == 0, daemon.log
+        daemon.stop()
+    assert daemon.returncode == 0, daemon.log
 
 
-def test_sighup_with_invalid_config_keeps_the_old_one(site: tuple[Path, int], tmp_path: Path) -> None:
+def test_sighup_with_invalid_config_keeps_the_old_one(site: tuple[Path, int]) -> None:
     cfg, port = site
-    daemon = Daemon(["run", "--config", str(cfg), "--db", str(tmp_path / "db")])
+    daemon = Daemon(cfg, port).start()
     try:
         conn = wait_ready(port)
         good = cfg.read_text()
@@ -194,8 +160,8 @@ def test_sighup_with_invalid_config_keeps_the_old_one(site: tuple[Path, int], tm
             time.sleep(0.1)
         conn.close()
     finally:
-        code = daemon.stop()
-    assert code == 0, daemon.log
+        daemon.stop()
+    assert daemon.returncode == 0, daemon.log
 
 
 def admin_status(port: int, token: str) -> int:
@@ -214,9 +180,8 @@ def test_sighup_rereads_the_token_files(site: tuple[Path, int], tmp_path: Path) 
     tokens = tmp_path / "admin.token"
     tokens.write_text("first-admin-token\n")
     tokens.chmod(0o600)
-    daemon = Daemon(["run", "--config", str(cfg), "--db", str(tmp_path / "db"), "--admin-token-file", str(tokens)])
+    daemon = Daemon(cfg, port, ["--admin-token-file", str(tokens)]).start()
     try:
-        wait_ready(port).close()
         assert admin_status(port, "first-admin-token") == 200
         tokens.write_text("second-admin-token\n")
         daemon.signal(signal.SIGHUP)
@@ -229,8 +194,8 @@ def test_sighup_rereads_the_token_files(site: tuple[Path, int], tmp_path: Path) 
         assert admin_status(port, "second-admin-token") == 200
         assert daemon.proc.poll() is None
     finally:
-        code = daemon.stop()
-    assert code == 0, daemon.log
+        daemon.stop()
+    assert daemon.returncode == 0, daemon.log
     assert "first-admin-token" not in daemon.log and "second-admin-token" not in daemon.log
 
 
@@ -239,9 +204,8 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(site: tuple[Path, in
     tokens = tmp_path / "push.token"
     tokens.write_text("s3cret-push-token\n")
     tokens.chmod(0o600)
-    daemon = Daemon(["run", "--config", str(cfg), "--db", str(tmp_path / "db"), "--push-token-file", str(tokens)])
+    daemon = Daemon(cfg, port, ["--push-token-file", str(tokens)]).start()
     try:
-        wait_ready(port).close()
         body = json.dumps({"results": [{"host": "web-1", "service": "HTTP", "state": 0, "output": "OK"}]}).encode()
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             head = (f"POST /api/v1/check-results HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret-push-token\r\n"
@@ -350,8 +314,7 @@ def test_busy_port_is_a_message_and_exit_1(site: tuple[Path, int], tmp_path: Pat
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", port))
         busy.listen()
-        proc = subprocess.run([sys.executable, "-m", "bridge", "run", "--config", str(cfg), "--db", str(tmp_path / "db")],
-                              cwd=REPO, capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+        proc = run_cli(["run", "--config", str(cfg), "--db", str(tmp_path / "db")])
     assert proc.returncode == 1
     assert f"cannot listen on http://127.0.0.1:{port}/: Address already in use" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -15,7 +15,7 @@ from bridge.config import Config
 from bridge.keys import DB, LIVE, REFRESH
 from bridge.model import ComponentView, GroupView, Snapshot, SourceHealth, Status
 from bridge.notices import Notice
-from bridge.render import statuspage
+from bridge.render import statuspage, statuspage_components
 from bridge.settings import Settings
 from bridge.status_rules import group_status, page_status
 from bridge.storage import add_update, create_notice
@@ -65,7 +65,7 @@ def notice(state: str, type_: str = "unplanned", components: tuple[str, ...] = (
     (MAINT, "under_maintenance"), (NODATA, "operational"),
 ])
 def test_component_status_mapping(status: Status, expected: str) -> None:
-    objs = statuspage.component_objects(snapshot([[status]]))
+    objs = statuspage_components.component_objects(snapshot([[status]]))
     child = objs[1]
     assert list(child)[: len(COMPONENT_KEYS)] == COMPONENT_KEYS
     assert (child["status"], child["status_bridge_status"], child["group"], child["group_id"]) == (
@@ -85,7 +85,7 @@ def test_component_status_mapping(status: Status, expected: str) -> None:
     ([NODATA, DOWN], "major_outage"),
 ])
 def test_group_status_mapping(children: list[Status], expected: str) -> None:
-    group = statuspage.component_objects(snapshot([children]))[0]
+    group = statuspage_components.component_objects(snapshot([children]))[0]
     assert group["group"] is True and group["group_id"] is None
     assert group["components"] == ["g0c0", "g0c1"]
     assert group["status"] == expected
@@ -113,9 +113,9 @@ def test_group_status_mapping(children: list[Status], expected: str) -> None:
 ])
 def test_indicator_table(groups: list[list[Status]], notices: tuple[Notice, ...], expected: str) -> None:
     snap = snapshot(groups, notices)
-    assert statuspage.indicator(snap) == expected
+    assert statuspage_components.indicator(snap) == expected
     assert statuspage.status_doc(snap)["status"] == {
-        "indicator": expected, "description": statuspage.INDICATOR_TEXT[expected]}
+        "indicator": expected, "description": statuspage_components.INDICATOR_TEXT[expected]}
 
 
 @pytest.mark.parametrize("groups, n, expected", [
@@ -129,20 +129,21 @@ def test_indicator_table(groups: list[list[Status]], notices: tuple[Notice, ...]
     ([[UP], [UP]], notice("scheduled", "planned"), "maintenance"),
 ])
 def test_impact_table(groups: list[list[Status]], n: Notice, expected: str) -> None:
-    assert statuspage.impact(snapshot(groups, [n]), n) == expected
+    assert statuspage_components.impact(snapshot(groups, [n]), n) == expected
 
 
 def test_page_object_and_stable_id() -> None:
     snap = snapshot([[UP]], stale=True)
     page = statuspage.status_doc(snap)["page"]
     assert list(page) == PAGE_KEYS
-    assert re.fullmatch(r"[a-z2-7]{12}", page["id"]) and page["id"] == statuspage.page_id(snapshot([[DOWN]]))
+    assert re.fullmatch(r"[a-z2-7]{12}", page["id"])
+    assert page["id"] == statuspage_components.page_id(snapshot([[DOWN]]))
     assert (page["name"], page["url"], page["time_zone"]) == ("Example", "https://status.example.org/", "Etc/UTC")
     assert page["updated_at"] == "2023-11-14T22:13:20.000Z" and page["status_bridge_stale"] is True
 
 
 def test_positions_count_within_each_level() -> None:
-    objs = statuspage.component_objects(snapshot([[UP, UP], [UP]]))
+    objs = statuspage_components.component_objects(snapshot([[UP, UP], [UP]]))
     assert [(o["id"], o["position"]) for o in objs] == [
         ("g0", 1), ("g0c0", 1), ("g0c1", 2), ("g1", 2), ("g1c0", 1)]
 

@@ -184,12 +184,13 @@ def _receive(sock: socket.socket, want: str, timeout: float = 20) -> list[str]:
 
 
 def test_daemon_speaks_the_notify_protocol(
-    site: tuple[Path, int], tmp_path: Path, notify_socket: tuple[socket.socket, str]  # noqa: F811
+    site: tuple[Path, int], notify_socket: tuple[socket.socket, str]  # noqa: F811
 ) -> None:
     cfg, port = site
     sock, path = notify_socket
     env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"}
-    daemon = Daemon(["run", "--config", str(cfg), "--db", str(tmp_path / "db")], env)
+    # Not waiting for the port to answer: READY=1 alone must mean it serves.
+    daemon = Daemon(cfg, port, env=env, ready=None).start()
     try:
         before = _receive(sock, "READY=1")
         # READY=1 means serving the first snapshot: the port answers at once, with the status.dat's data.
@@ -209,5 +210,5 @@ def test_daemon_speaks_the_notify_protocol(
         assert "STOPPING=1" in _receive(sock, "STOPPING=1", 10)[-1]
         assert daemon.proc.wait(10) == 0
     finally:
-        code = daemon.stop()
-    assert code == 0, daemon.log
+        daemon.stop()
+    assert daemon.returncode == 0, daemon.log

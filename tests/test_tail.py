@@ -16,15 +16,15 @@ import pytest
 
 from bridge.demo.simulator import demo_objects, render_statusdat, write_atomic
 from bridge.model import SourceHealth, StatusData
-from bridge.tail import (
+from bridge.statusdat_file import (
     ReadOutcome,
-    StatusDatTailer,
     TailFacts,
     apply_outcome,
     compute_health,
     probe,
     stale_reason,
 )
+from bridge.tail import StatusDatTailer
 
 T0 = 1_800_000_000
 MISSING = "status.dat missing: Nagios stopped?"
@@ -367,7 +367,7 @@ def test_in_place_rewrite_still_being_written_is_not_published(tmp_path: Path) -
     import threading
 
     from bridge.statusdat import parse
-    from bridge.tail import read_and_parse
+    from bridge.statusdat_file import read_and_parse
 
     path = tmp_path / "status.dat"
     now = int(time.time())
@@ -396,7 +396,7 @@ def test_in_place_rewrite_still_being_written_is_not_published(tmp_path: Path) -
 
 def test_renamed_file_is_taken_without_waiting(tmp_path: Path) -> None:
     from bridge.statusdat import parse
-    from bridge.tail import read_and_parse
+    from bridge.statusdat_file import read_and_parse
 
     path = tmp_path / "status.dat"
     now = int(time.time())
@@ -414,26 +414,26 @@ def test_renamed_file_is_taken_without_waiting(tmp_path: Path) -> None:
 # --- reading, preparing and the GIL (issue 8) -------------------------------------------
 
 def test_read_all_in_small_steps_equals_one_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bridge import tail
+    from bridge import statusdat_file
 
     blob = os.urandom(100_000) + statusdat(T0)
     p = tmp_path / "f"
     p.write_bytes(blob)
     for step in (1, 7, 4096, 1 << 20):
-        monkeypatch.setattr(tail, "READ_CHUNK", step)
+        monkeypatch.setattr(statusdat_file, "READ_CHUNK", step)
         with open(p, "rb", buffering=0) as f:
-            got = tail.read_all(f)
+            got = statusdat_file.read_all(f)
         assert got == blob and isinstance(got, bytearray)
     p.write_bytes(b"")
     with open(p, "rb", buffering=0) as f:
-        assert tail.read_all(f) == b""
+        assert statusdat_file.read_all(f) == b""
 
 
 def test_read_and_parse_prepares_in_the_worker(path: Path) -> None:
     import threading
 
     from bridge.statusdat import parse
-    from bridge.tail import read_and_parse
+    from bridge.statusdat_file import read_and_parse
 
     seen: list[tuple[StatusData, str]] = []
     outcome = read_and_parse(path, parse, lambda data: seen.append((data, threading.current_thread().name)))
@@ -443,7 +443,7 @@ def test_read_and_parse_prepares_in_the_worker(path: Path) -> None:
 
 def test_a_failing_prepare_keeps_the_good_data(path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from bridge.statusdat import parse
-    from bridge.tail import read_and_parse
+    from bridge.statusdat_file import read_and_parse
 
     def broken(data: StatusData) -> None:
         raise RuntimeError("bug in prepare")
@@ -455,7 +455,7 @@ def test_a_failing_prepare_keeps_the_good_data(path: Path, caplog: pytest.LogCap
 
 def test_a_bad_parse_is_not_prepared(path: Path) -> None:
     from bridge.statusdat import parse
-    from bridge.tail import read_and_parse
+    from bridge.statusdat_file import read_and_parse
 
     path.write_bytes(statusdat(T0)[:-10])  # truncated mid-write
     called: list[StatusData] = []

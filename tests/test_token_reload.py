@@ -12,7 +12,7 @@ from bridge.config_load import load_config
 from bridge.keys import SETTINGS
 from bridge.reload import reload_config, reload_tokens
 from bridge.settings import Settings, TokenFiles
-from tests.conftest import web_config
+from tests.conftest import WEB_GROUP_TOML, web_config
 
 OLD_ADMIN, OLD_PUSH = "old-admin-token", "old-push-token"
 NEW_ADMIN, NEW_PUSH = "new-admin-token", "new-push-token"
@@ -89,19 +89,10 @@ async def test_tokens_given_directly_are_left_alone(aiohttp_client, tmp_path, mo
     assert (settings.admin_tokens, settings.push_tokens) == ((OLD_ADMIN,), (OLD_PUSH,))
 
 
-CONFIG = """
-[page]
-name = "Token reload"
-[passive]
-tokens_file = "{tokens}"
-[[group]]
-id = "web"
-name = "Web"
-  [[group.component]]
-  id = "website"
-  name = "Website"
-  checks = [{{ host = "web-1", service = "HTTP" }}]
-"""
+def site_config(tokens: str | None) -> str:
+    """Group web, with [passive] tokens_file = tokens (no tokens_file if None)."""
+    tokens_file = "" if tokens is None else f'tokens_file = "{tokens}"\n'
+    return f'\n[page]\nname = "Token reload"\n[passive]\n{tokens_file}{WEB_GROUP_TOML}'
 
 
 async def test_push_tokens_follow_a_reloaded_passive_tokens_file(aiohttp_client, tmp_path, monkeypatch):
@@ -109,17 +100,17 @@ async def test_push_tokens_follow_a_reloaded_passive_tokens_file(aiohttp_client,
     token_file(tmp_path / "a.token", OLD_PUSH)
     token_file(tmp_path / "b.token", NEW_PUSH)
     cfg = tmp_path / "site.toml"
-    cfg.write_text(CONFIG.format(tokens="a.token"))
+    cfg.write_text(site_config("a.token"))
     settings = Settings(load_config(cfg), watch=False, push_tokens=(OLD_PUSH,), token_files=TokenFiles())
     client = await aiohttp_client(make_app(settings))
-    cfg.write_text(CONFIG.format(tokens="b.token"))
+    cfg.write_text(site_config("b.token"))
     assert await reload_config(client.server.app, cfg)
     assert settings.push_tokens == (NEW_PUSH,)
     # Without [passive] tokens_file (and no --push-token-file) the environment is next, as at start.
-    cfg.write_text(CONFIG.replace('tokens_file = "{tokens}"\n', "").format())
+    cfg.write_text(site_config(None))
     assert await reload_config(client.server.app, cfg)
     assert settings.push_tokens == ("from-env",)
     # An invalid config keeps the old one, and with it the running push tokens file.
-    cfg.write_text(CONFIG.format(tokens="b.token") + "[bogus]\n")
+    cfg.write_text(site_config("b.token") + "[bogus]\n")
     assert not await reload_config(client.server.app, cfg)
     assert settings.push_tokens == ("from-env",)

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 from bridge.model import GroupView, Snapshot, Status
 from bridge.render.atom import clean
-from bridge.render.statuspage import group_component_status, indicator
+from bridge.render.statuspage_components import group_component_status, indicator
 
 SVG = "http://www.w3.org/2000/svg"
 CONTENT_TYPE = "image/svg+xml"
