@@ -21,6 +21,7 @@ from bridge.admin_input import (
     parse_override,
 )
 from bridge.auth import admin_auth_error as _auth_error
+from bridge.front import route
 from bridge.http import ApiError
 from bridge.keys import DB, LIVE, REFRESH, SETTINGS
 from bridge.notices import Notice, Override, timeline_state
@@ -244,12 +245,12 @@ async def overrides_delete(request: web.Request) -> web.Response:
 
 def add_admin_routes(app: web.Application) -> None:
     """Register the admin API (every route checks the bearer token)."""
-    app.router.add_get(f"{PREFIX}/notices", notices_list)
-    app.router.add_post(f"{PREFIX}/notices", notices_create)
-    app.router.add_get(f"{PREFIX}/notices/{{id}}", notices_get)
-    app.router.add_patch(f"{PREFIX}/notices/{{id}}", notices_patch)
-    app.router.add_post(f"{PREFIX}/notices/{{id}}/updates", notices_add_update)
-    app.router.add_put(f"{PREFIX}/notices/{{id}}/components", notices_put_components)
-    app.router.add_get(f"{PREFIX}/overrides", overrides_list)
-    app.router.add_post(f"{PREFIX}/overrides", overrides_create)
-    app.router.add_delete(f"{PREFIX}/overrides/{{id}}", overrides_delete)
+    route(app, "GET", f"{PREFIX}/notices", notices_list)
+    route(app, "POST", f"{PREFIX}/notices", notices_create)
+    route(app, "GET", f"{PREFIX}/notices/{{id}}", notices_get)
+    route(app, "PATCH", f"{PREFIX}/notices/{{id}}", notices_patch)
+    route(app, "POST", f"{PREFIX}/notices/{{id}}/updates", notices_add_update)
+    route(app, "PUT", f"{PREFIX}/notices/{{id}}/components", notices_put_components)
+    route(app, "GET", f"{PREFIX}/overrides", overrides_list)
+    route(app, "POST", f"{PREFIX}/overrides", overrides_create)
+    route(app, "DELETE", f"{PREFIX}/overrides/{{id}}", overrides_delete)

@@ -13,7 +13,15 @@ from aiohttp import web
 from bridge.admin import add_admin_routes
 from bridge.config import Network
 from bridge.database import open_db
-from bridge.front import INFLIGHT, LISTENERS, InFlight, Listeners, front_middleware
+from bridge.front import (
+    FRONT,
+    INFLIGHT,
+    LISTENERS,
+    Front,
+    InFlight,
+    Listeners,
+    add_catch_all,
+)
 from bridge.history import HistoryRecorder
 from bridge.keys import DB, HEALTH, LIVE, REFRESH, REGISTRY, SETTINGS
 from bridge.logs import StateLoggingLive
@@ -43,7 +51,8 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
         return live.config.rate_limit, live.config.burst, live.config.trusted_proxies
 
     inflight = InFlight()  # a graceful stop waits for the requests it counts
-    app = web.Application(middlewares=[front_middleware(inflight, listeners, limiter, limits)])
+    app = web.Application()
+    app[FRONT] = Front(inflight, listeners, limiter, limits)  # every route is registered behind it
     app[INFLIGHT] = inflight
     app[SETTINGS] = settings
     app[LIVE] = live
@@ -71,6 +80,7 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     add_v1_routes(app)
     add_page_routes(app)
     add_passive(app)  # /nrdp/ and /api/v1/check-results, their metrics and publisher
+    add_catch_all(app)  # last: JSON 404/405 for whatever no route above matched
     # First, so the first monitoring snapshot is already published with the notices and overrides.
     app.cleanup_ctx.append(scheduler_ctx)
     if settings.demo_dir is not None:

@@ -1,4 +1,4 @@
-"""The app's one middleware: in-flight count, admin/public listener split, per-client rate limit, JSON errors."""
+"""The gate every route runs behind: in-flight count, admin/public listener split, per-client rate limit, JSON errors."""
 
 from __future__ import annotations
 
@@ -83,53 +83,95 @@ class InFlight:
             self._idle = None
 
 
+class Front:
+    """Wraps each route's handler in the gate; a catch-all route answers 404/405 in the same JSON shape.
+
+    Not an aiohttp middleware on purpose: any middleware makes aiohttp add its own layer too, and the
+    two cost ~9 us per request, a tenth of serving a cached feed (bench/README.md, feed serving).
+    """
+
+    def __init__(self, inflight: InFlight, listeners: Listeners, limiter: RateLimiter, limits: Limits) -> None:
+        self.inflight, self.listeners, self.limiter, self.limits = inflight, listeners, limiter, limits
+        self.catch_all: web.AbstractResource | None = None
+
+    def wrap(self, handler: Handler) -> Handler:
+        """handler behind the gate."""
+        inflight, listeners, limiter, limits = self.inflight, self.listeners, self.limiter, self.limits
+
+        async def gated(request: web.Request) -> web.StreamResponse:
+            """Gate the request (404 off its listener, 429 over its limit), run it, turn any error into the JSON shape."""
+            inflight.count += 1
+            charge: object = None  # a token-carrying request's bucket key, charged only when it is rejected
+            try:
+                try:
+                    rate, burst, trusted = limits()
+                    if rate != limiter.rate or burst != limiter.burst:
+                        limiter.configure(rate, burst)  # a reload changed them
+                    wait = 0.0
+                    if listeners.admin or rate > 0:  # a cached feed with neither pays for no path decoding
+                        path = request.path
+                        on_admin = listeners.on_admin(request) if listeners.admin else False
+                        if listeners.admin and is_admin_path(path) != on_admin:
+                            # 404, not 403: the public side should not even reveal that an admin API exists.
+                            raise web.HTTPNotFound()
+                        if rate > 0 and path not in EXEMPT and not on_admin:
+                            client = request_client(request, trusted)
+                            if path.startswith(TOKEN_PREFIXES):
+                                charge = ("token", client)
+                                if wait := limiter.wait(charge):
+                                    limiter.limited_total += 1
+                            else:
+                                wait = limiter.take(client)
+                    resp = too_many(wait, rate, burst) if wait else await handler(request)
+                except ApiError as e:
+                    resp = error_response(e.status_code, e.message, e.field)
+                except web.HTTPException as e:
+                    if e.status_code < 400:
+                        raise
+                    resp = error_response(e.status_code, e.reason or "error")
+                    if "Allow" in e.headers:
+                        resp.headers["Allow"] = e.headers["Allow"]  # a 405 names the methods that would do
+                except Exception:
+                    log.exception("unhandled error for %s %s", request.method, request.path)
+                    resp = error_response(500, "internal error")
+                if charge is not None and resp.status in DENIED:
+                    limiter.take(charge)
+                if inflight.draining:
+                    resp.force_close()  # "Connection: close": the client reconnects to a new instance
+                return resp
+            finally:
+                inflight.done()
+
+        return gated
+
+    async def unrouted(self, request: web.Request) -> web.StreamResponse:
+        """No route took the request: 405 when another method would have, else 404."""
+        allowed: set[str] = set()
+        for resource in request.app.router.resources():
+            if resource is self.catch_all:
+                continue
+            match, methods = await resource.resolve(request)
+            allowed |= methods
+        if allowed:
+            raise web.HTTPMethodNotAllowed(request.method, allowed)
+        raise web.HTTPNotFound()
+
+
 LISTENERS = web.AppKey("listeners", Listeners)
 INFLIGHT = web.AppKey("inflight", InFlight)
+FRONT = web.AppKey("front", Front)
 
 
-def front_middleware(inflight: InFlight, listeners: Listeners, limiter: RateLimiter, limits: Limits) -> Handler:
-    """One middleware instead of four: aiohttp charges a few µs per layer, a tenth of a cached feed request."""
+def route(app: web.Application, method: str, path: str, handler: Handler) -> None:
+    """Register handler behind the app's gate (GET also answers HEAD, as aiohttp's add_get does)."""
+    gated = app[FRONT].wrap(handler)
+    if method == "GET":
+        app.router.add_get(path, gated)
+    else:
+        app.router.add_route(method, path, gated)
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Gate the request (404 off its listener, 429 over its limit), run it, turn any error into the JSON shape."""
-        inflight.count += 1
-        charge: object = None  # a token-carrying request's bucket key, charged only when it is rejected
-        try:
-            try:
-                path = request.path
-                on_admin = listeners.on_admin(request) if listeners.admin else False
-                if listeners.admin and is_admin_path(path) != on_admin:
-                    # 404, not 403: the public side should not even reveal that an admin API exists.
-                    raise web.HTTPNotFound()
-                rate, burst, trusted = limits()
-                if rate != limiter.rate or burst != limiter.burst:
-                    limiter.configure(rate, burst)  # a reload changed them
-                wait = 0.0
-                if rate > 0 and path not in EXEMPT and not on_admin:
-                    client = request_client(request, trusted)
-                    if path.startswith(TOKEN_PREFIXES):
-                        charge = ("token", client)
-                        if wait := limiter.wait(charge):
-                            limiter.limited_total += 1
-                    else:
-                        wait = limiter.take(client)
-                resp = too_many(wait, rate, burst) if wait else await handler(request)
-            except ApiError as e:
-                resp = error_response(e.status_code, e.message, e.field)
-            except web.HTTPException as e:
-                if e.status_code < 400:
-                    raise
-                resp = error_response(e.status_code, e.reason or "error")
-            except Exception:
-                log.exception("unhandled error for %s %s", request.method, request.path)
-                resp = error_response(500, "internal error")
-            if charge is not None and resp.status in DENIED:
-                limiter.take(charge)
-            if inflight.draining:
-                resp.force_close()  # "Connection: close": the client reconnects to a new instance
-            return resp
-        finally:
-            inflight.done()
 
-    return middleware
+def add_catch_all(app: web.Application) -> None:
+    """Last of all routes: what nothing else matched gets the JSON 404/405 (aiohttp's own would be plain text)."""
+    front = app[FRONT]
+    front.catch_all = app.router.add_route("*", "/{tail:.*}", front.wrap(front.unrouted)).resource

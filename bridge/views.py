@@ -7,6 +7,7 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bridge.front import route
 from bridge.http import feed_response
 from bridge.keys import HEALTH, LIVE, REGISTRY
 from bridge.views_html import add_html_routes
@@ -48,8 +49,8 @@ async def metrics(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     """Register every public route."""
     add_html_routes(app)  # GET /, /notices/{id}, /widget.js
-    app.router.add_get("/api/services.json", services_json)
-    app.router.add_get("/api/announcements.json", announcements_json)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
+    route(app, "GET", "/api/services.json", services_json)
+    route(app, "GET", "/api/announcements.json", announcements_json)
+    route(app, "GET", "/healthz", healthz)
+    route(app, "GET", "/metrics", metrics)
 

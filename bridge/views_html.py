@@ -11,6 +11,7 @@ import jinja2
 from aiohttp import web
 
 from bridge.encoded import Encoded, Published
+from bridge.front import route
 from bridge.http import error_response
 from bridge.keys import DB, LIVE
 from bridge.render import html
@@ -118,6 +119,6 @@ def add_html_routes(app: web.Application) -> None:
     )
     html.configure(env)
     app[HTML_CACHE] = HtmlCache()
-    app.router.add_get("/", page)
-    app.router.add_get("/notices/{ref}", notice_page)
-    app.router.add_get("/widget.js", widget_js)
+    route(app, "GET", "/", page)
+    route(app, "GET", "/notices/{ref}", notice_page)
+    route(app, "GET", "/widget.js", widget_js)

@@ -10,6 +10,7 @@ from typing import cast
 from aiohttp import web
 
 from bridge.encoded import Encoded, Published
+from bridge.front import route
 from bridge.http import ApiError, etag_matches, feed_response
 from bridge.keys import LIVE
 from bridge.model import Snapshot
@@ -129,6 +130,6 @@ def add_page_routes(app: web.Application) -> None:
     """Register the Statuspage v2 API, the Atom feed and the badge."""
     app[PAGE_CACHE] = GenerationCache()
     for path, render in V2_DOCS.items():
-        app.router.add_get(path, _v2_handler(path, render))
-    app.router.add_get("/notices.atom", notices_atom)
-    app.router.add_get("/badge.svg", badge_svg)
+        route(app, "GET", path, _v2_handler(path, render))
+    route(app, "GET", "/notices.atom", notices_atom)
+    route(app, "GET", "/badge.svg", badge_svg)

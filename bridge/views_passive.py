@@ -15,6 +15,7 @@ from aiohttp import BodyPartReader, web
 from bridge import nrdp
 from bridge.admin_input import InputError
 from bridge.auth import bearer_error, token_ok
+from bridge.front import route
 from bridge.http import ApiError
 from bridge.keys import LIVE, REGISTRY, SETTINGS
 from bridge.live import Live
@@ -268,8 +269,8 @@ def add_passive(app: web.Application) -> None:
     hub = PassiveHub(app[LIVE])
     app[PASSIVE] = hub
     app[REGISTRY].register(PassiveCollector(hub.store))
-    app.router.add_post("/api/v1/check-results", check_results)
+    route(app, "POST", "/api/v1/check-results", check_results)
     # send_nrdp.sh posts to "$url/", so a documented url of http://host/nrdp/ arrives as /nrdp//.
     for method in ("GET", "POST"):
-        app.router.add_route(method, r"/nrdp{slashes:/*}", nrdp_endpoint)
+        route(app, method, r"/nrdp{slashes:/*}", nrdp_endpoint)
     app.cleanup_ctx.append(_passive_ctx)

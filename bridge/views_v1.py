@@ -11,6 +11,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from bridge.encoded import Encoded
+from bridge.front import route
 from bridge.history import impact_of
 from bridge.http import ApiError, feed_response
 from bridge.keys import DB, LIVE, SETTINGS
@@ -288,10 +289,10 @@ async def notice(request: web.Request) -> web.Response:
 
 def add_v1_routes(app: web.Application) -> None:
     """Register the Sorry-compatible read API."""
-    app.router.add_get("/api/v1/status", status)
+    route(app, "GET", "/api/v1/status", status)
     app[STATUS_DOCS], app[COMPONENT_DOCS] = DocCache(), DocCache()
     app[SUMMARIES] = SummaryCache()
-    app.router.add_get("/api/v1/components", components)
-    app.router.add_get("/api/v1/components/{id}/metrics", component_metrics)
-    app.router.add_get("/api/v1/notices", notices)
-    app.router.add_get("/api/v1/notices/{id}", notice)
+    route(app, "GET", "/api/v1/components", components)
+    route(app, "GET", "/api/v1/components/{id}/metrics", component_metrics)
+    route(app, "GET", "/api/v1/notices", notices)
+    route(app, "GET", "/api/v1/notices/{id}", notice)

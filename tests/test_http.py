@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
@@ -231,3 +232,19 @@ async def test_index_is_the_html_page_linking_the_feeds(client):
     text = await resp.text()
     assert 'href="/api/services.json"' in text
     assert "Systems running smoothly" in text
+
+
+@pytest.mark.parametrize("method, path, status, allow", [
+    ("GET", "/no/such/page", 404, None),
+    ("POST", "/api/services.json", 405, {"GET", "HEAD"}),
+    ("DELETE", "/api/v1/admin/notices", 405, {"GET", "HEAD", "POST"}),
+])
+async def test_unrouted_requests_get_the_json_error_shape(aiohttp_client: Any, method: str, path: str,
+                                                          status: int, allow: set[str] | None) -> None:
+    client = await aiohttp_client(make_app(Settings(web_config(), watch=False, admin_tokens=("t",))))
+    resp = await client.request(method, path)
+    assert resp.status == status
+    assert (await resp.json())["error"]["status"] == status
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    got = resp.headers.get("Allow")
+    assert (None if got is None else {m.strip() for m in got.split(",")}) == allow
