@@ -21,7 +21,7 @@ from bridge.admin_input import (
     parse_override,
 )
 from bridge.auth import admin_auth_error as _auth_error
-from bridge.front import route
+from bridge.front import ADMIN_PREFIX, route
 from bridge.http import ApiError
 from bridge.keys import DB, LIVE, REFRESH, SETTINGS
 from bridge.notices import Notice, Override, timeline_state
@@ -30,7 +30,7 @@ from bridge.storage import list_notices, list_overrides
 
 log = logging.getLogger("bridge.admin")
 
-PREFIX = "/api/v1/admin"
+PREFIX = ADMIN_PREFIX  # the gate keeps it off the public listener when [http] admin_listen is set
 MAX_BODY = 64 * 1024
 ID = re.compile(r"[0-9]{1,15}")  # anything longer would overflow SQLite's INTEGER: answer 404, not 500
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

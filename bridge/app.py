@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +30,7 @@ from bridge.reload import SOURCES, Sources, sources_ctx
 from bridge.schedule import SCHEDULER, Scheduler, scheduler_ctx
 from bridge.settings import Settings
 from bridge.storage import list_notices, list_overrides
+from bridge.tasks import cancel_and_wait
 from bridge.views import add_routes
 from bridge.views_page import add_page_routes
 from bridge.views_passive import add_passive
@@ -118,14 +118,4 @@ async def _demo_ctx(app: web.Application) -> AsyncIterator[None]:
             break
         await asyncio.sleep(0.02)
     yield
-    await _cancel(task)
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    """Cancel a background task and wait for it, surfacing a crash in the log."""
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        try:
-            await task
-        except Exception:
-            log.exception("background task failed")
+    await cancel_and_wait(task)

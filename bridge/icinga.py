@@ -42,6 +42,7 @@ from bridge.icinga_parse import (
 )
 from bridge.model import CheckState, SourceHealth, StatusData
 from bridge.tail import loop_priority
+from bridge.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class IcingaSource:
                 try:
                     await self._reconnecting(session)
                 finally:
-                    await _cancel(watchdog)
+                    await cancel_and_wait(watchdog)
 
     async def _reconnecting(self, session: aiohttp.ClientSession) -> None:
         """Follow Icinga, reconnecting with backoff after every failure; returns only by cancellation."""
@@ -260,9 +261,3 @@ class IcingaSource:
             self.on_change()
         except Exception:  # a listener bug must not stop us following Icinga
             log.exception("on_change callback failed")
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    """Cancel a helper task and wait for it to finish."""
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)

@@ -21,6 +21,7 @@ from bridge.logs import kv
 from bridge.merge import SourceView
 from bridge.model import SourceHealth
 from bridge.tail import StatusDatTailer
+from bridge.tasks import cancel_and_wait
 
 log = logging.getLogger("bridge.reload")
 
@@ -39,18 +40,6 @@ def _icinga_key(config: Config | None) -> tuple[object, ...] | None:
 def changed_fields(old: Config, new: Config) -> list[str]:
     """Names of the config fields that differ (for the reload log line)."""
     return [f.name for f in dataclasses.fields(Config) if getattr(old, f.name) != getattr(new, f.name)]
-
-
-async def _cancel(task: asyncio.Task[None] | None) -> None:
-    """Cancel a background task and wait for it, surfacing a crash in the log."""
-    if task is None:
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        try:
-            await task
-        except Exception:
-            log.exception("background task failed")
 
 
 class Sources:
@@ -161,9 +150,9 @@ class Sources:
 
     async def _stop(self, name: str, drop: bool) -> None:
         """Stop a source; with drop, remove its data from the page too (its section left the config)."""
-        await _cancel(self._tasks.pop(name, None))
+        await cancel_and_wait(self._tasks.pop(name, None))
         self._dirty.discard(name)
-        await _cancel(self._publishers.pop(name, None))
+        await cancel_and_wait(self._publishers.pop(name, None))
         if name == "statusdat":
             self.tailer = None
         else:

@@ -18,6 +18,7 @@ from bridge.database import data_version
 from bridge.live import Live
 from bridge.notices import due_transitions, next_change
 from bridge.storage import apply_transitions, list_notices, list_overrides
+from bridge.tasks import cancel_and_wait
 
 log = logging.getLogger("bridge.schedule")
 
@@ -81,11 +82,8 @@ class Scheduler:
 
     async def stop(self) -> None:
         """Stop the poller and the scheduler."""
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        await cancel_and_wait(self._poller)
+        self._poller = None
         if self._aps.running:
             self._aps.shutdown(wait=False)
             # APScheduler hands the shutdown to the loop (call_soon_threadsafe): let it run before we return.

@@ -22,6 +22,7 @@ from bridge.live import Live
 from bridge.merge import SourceView
 from bridge.metrics import PassiveCollector
 from bridge.passive import ERRORS_MAX, PassiveStore, Result, parse_batch
+from bridge.tasks import cancel_and_wait
 
 log = logging.getLogger("bridge.passive")
 
@@ -259,9 +260,7 @@ async def _passive_ctx(app: web.Application) -> AsyncIterator[None]:
     """Run the publisher for the app's lifetime."""
     task = asyncio.create_task(app[PASSIVE].run())
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)
 
 
 def add_passive(app: web.Application) -> None:
