@@ -65,15 +65,9 @@ class PassiveHub:
         self._shown = mark
         return view
 
-    def publish(self) -> bool:
-        """Hand the store's view to Live when it differs from the last one shown, on the loop; True when it did."""
-        view = self._changed_view()
-        if view is not None:
-            self.live.update_source(view)
-        return view is not None
-
-    async def publish_off_loop(self) -> bool:
-        """publish(), with the merge and its preparing in a worker thread; returns once it is published."""
+    async def publish(self) -> bool:
+        """Hand the store's view to Live when it differs from the last one shown (merged and prepared in a worker
+        thread); True when it did, once it is published."""
         view = self._changed_view()
         if view is not None:
             await self.live.publish_source(view)
@@ -87,7 +81,7 @@ class PassiveHub:
             self._dirty.clear()
             start = time.perf_counter()
             try:
-                await self.publish_off_loop()
+                await self.publish()
             except Exception:
                 log.exception("passive: publishing failed")
             took = time.perf_counter() - start

@@ -89,7 +89,7 @@ async def test_submitcheck_xml(client, field):
 
 async def test_results_reach_the_page(client):
     await nrdp(client, {"token": "t", "cmd": "submitcheck", "json": CHECKS_JSON})
-    publish(client)
+    await publish(client)
     assert (await feed(client))["website"]["status"] == "down"
 
 

@@ -60,8 +60,8 @@ async def feed(client) -> dict[str, dict]:
     return {s["id"]: s for g in body["groups"] for s in g["services"]}
 
 
-def publish(client) -> None:
-    client.server.app[PASSIVE].publish()
+async def publish(client) -> None:
+    await client.server.app[PASSIVE].publish()
 
 
 def svc(state: int, **kw) -> dict:
@@ -74,7 +74,7 @@ def svc(state: int, **kw) -> dict:
 async def test_valid_batch_is_accepted_and_shown(client):
     got = await push(client, {"results": [svc(2, output="CRITICAL - refused"), {"host": "db-1", "service": "PostgreSQL", "state": 0}]})
     assert got == {"accepted": 2, "ignored": 0, "invalid": 0, "errors": []}
-    publish(client)
+    await publish(client)
     assert {k: v["status"] for k, v in (await feed(client)).items()} == {"website": "down", "database": "up"}
 
 
@@ -222,7 +222,7 @@ async def test_host_results_count_for_service_patterns(client):
     # web-1 has no host pattern, but its host DOWN marks the website's services down.
     got = await push(client, [svc(0), {"host": "web-1", "state": 1}])
     assert got["accepted"] == 2
-    publish(client)
+    await publish(client)
     assert (await feed(client))["website"]["status"] == "down"
 
 
@@ -240,12 +240,12 @@ async def test_passive_and_statusdat_newest_wins_both_ways(client):
     fresh = SourceHealth(stale=False, data_created=T0)
     live.update(status_data(check("web-1", "HTTP", 0, last_check=int(T0) - 100)), fresh)
     await push(client, [svc(2, timestamp=T0 - 50)])
-    publish(client)
+    await publish(client)
     assert (await feed(client))["website"]["status"] == "down"  # pushed result is newer
     live.update(status_data(check("web-1", "HTTP", 0, last_check=int(T0) - 10)), fresh)
     assert (await feed(client))["website"]["status"] == "up"  # status.dat is newer now
     await push(client, [svc(2, timestamp=T0 - 30)])
-    publish(client)
+    await publish(client)
     assert (await feed(client))["website"]["status"] == "up"  # a late push older than status.dat loses
 
 
@@ -253,18 +253,18 @@ async def test_per_check_staleness_with_injected_clock(aiohttp_client, tmp_path)
     clock = Clock()
     client = await aiohttp_client(make(tmp_path, clock, passive_stale_after=60))
     await push(client, [svc(0), {"host": "db-1", "service": "PostgreSQL", "state": 0}])
-    publish(client)
+    await publish(client)
     assert {k: v["stale"] for k, v in (await feed(client)).items()} == {"website": False, "database": False}
     clock.now += 45
     await push(client, [svc(0)])
     clock.now += 30  # database's result is 75 s old, website's 30 s
-    publish(client)
+    await publish(client)
     body = await (await client.get("/api/services.json")).json()
     assert {k: v["stale"] for k, v in (await feed(client)).items()} == {"website": False, "database": True}
     assert body["stale"] is False  # the source still has a fresh result
     assert (await feed(client))["database"]["status"] == "up"  # last known state kept, marked stale
     clock.now += 60
-    publish(client)
+    await publish(client)
     body = await (await client.get("/api/services.json")).json()
     assert body["stale"] is True and "passive" in body["stale_reason"]
 

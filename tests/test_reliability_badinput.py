@@ -594,7 +594,7 @@ def test_pushed_odd_text_never_breaks_a_public_route(harness: Harness, caplog: p
     form = urllib.parse.urlencode({"cmd": "submitcheck", "token": PUSH, "json": nrdp_json}).encode("utf-8", "surrogatepass")
     status, _, body = harness.request("POST", "/nrdp/", data=form, headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert status in (200, 422), body
-    harness.app[PASSIVE].publish()  # what the publisher task does after min_gap
+    harness.loop.run_until_complete(harness.app[PASSIVE].publish())  # what the publisher task does after min_gap
     for path in public_gets(harness.app):
         status, headers, body = harness.request("GET", path)
         assert status < 500, (path, body[:300])

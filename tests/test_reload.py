@@ -300,7 +300,7 @@ async def test_reload_dropping_status_file_keeps_pushed_results(tmp_path: Path) 
         assert live.snapshot.groups[0].components[0].status.value == "up"
         tailed = live.sources["statusdat"].data
         hub.submit([Result("web-1", "HTTP", 2, "CRITICAL", time.time())])  # newer than status.dat's result
-        assert await hub.publish_off_loop()
+        assert await hub.publish()
         assert live.snapshot.groups[0].components[0].status.value == "down"
         assert live.data is not tailed and live.data is not live.sources["passive"].data  # merged
         cfg.write_text(cfg.read_text().replace('status_file = "status.dat"', ""))
