@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from bridge.admin import add_admin_routes
-from bridge.config import Network
 from bridge.database import open_db
 from bridge.front import (
     FRONT,
@@ -46,13 +45,9 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     limiter = RateLimiter(config.rate_limit, config.burst)
     listeners = Listeners()  # the daemon fills in the admin socket when [http] admin_listen is set
 
-    def limits() -> tuple[float, int, tuple[Network, ...]]:
-        """Read per request from the live config, so a reload changes the limits at once."""
-        return live.config.rate_limit, live.config.burst, live.config.trusted_proxies
-
     inflight = InFlight()  # a graceful stop waits for the requests it counts
     app = web.Application()
-    app[FRONT] = Front(inflight, listeners, limiter, limits)  # every route is registered behind it
+    app[FRONT] = Front(inflight, listeners, limiter, live)  # every route is registered behind it
     app[INFLIGHT] = inflight
     app[SETTINGS] = settings
     app[LIVE] = live

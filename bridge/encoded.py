@@ -1,4 +1,4 @@
-"""Feed bodies encoded once per snapshot (with ETags, JSONP forms and headers), and one published generation."""
+"""Feed bodies encoded once per snapshot (with ETags, JSONP forms and headers), one published generation, a per-query cache."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from aiohttp import hdrs
+from multidict import CIMultiDict, CIMultiDictProxy, istr
+
 from bridge.model import Snapshot
 
 JSON_TYPE = "application/json; charset=utf-8"
 JS_TYPE = "application/javascript; charset=utf-8"
+ETAG = istr("ETag")  # spelled as RFC 9110 does (aiohttp's hdrs.ETAG goes out as "Etag")
 _VARIANTS_MAX = 64  # JSONP callbacks and max-ages remembered per body; a flood of names just recomputes
 
 
@@ -46,17 +50,19 @@ class Encoded:
             hit = self._remember(callback, Encoded(body, etag, JS_TYPE))
         return hit  # type: ignore[return-value]
 
-    def headers(self, max_age: int, with_type: bool = True) -> dict[str, str]:
-        """Response headers of this body (a 304 carries them without Content-Type); copy before changing."""
+    def headers(self, max_age: int, with_type: bool = True) -> CIMultiDictProxy[str]:
+        """Response headers of this body (a 304 carries them without Content-Type), read-only."""
         key = (max_age, with_type)
         hit = self._memo.get(key)
         if hit is None:
-            headers = {"Content-Type": self.content_type} if with_type else {}
-            headers.update({"ETag": self.etag, "Cache-Control": f"public, max-age={max_age}",
-                            "Access-Control-Allow-Origin": "*"})  # fmt: skip
+            headers = CIMultiDict({hdrs.CONTENT_TYPE: self.content_type} if with_type else {})
+            headers[ETAG] = self.etag
+            headers[hdrs.CACHE_CONTROL] = f"public, max-age={max_age}"
+            headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = "*"
             if self.content_type == JS_TYPE:
-                headers["X-Content-Type-Options"] = "nosniff"
-            hit = self._remember(key, headers)
+                headers[hdrs.X_CONTENT_TYPE_OPTIONS] = "nosniff"
+            # Case-folded once here: aiohttp's Response copies a multidict without folding each name again.
+            hit = self._remember(key, CIMultiDictProxy(headers))
         return hit  # type: ignore[return-value]
 
 
@@ -66,3 +72,32 @@ class Published:
 
     snapshot: Snapshot
     feeds: dict[str, Encoded]
+
+
+class DocCache:
+    """Encoded documents by raw query string, valid while their inputs stay the same (a stamp).
+
+    The hot read APIs are functions of the snapshot (and of the metrics_summary time bucket):
+    encode them once per generation instead of once per request. Entries are bounded, since
+    query strings are client input.
+    """
+
+    MAX = 256
+
+    def __init__(self) -> None:
+        self.snap: Snapshot | None = None
+        self.bucket: int | None = None
+        self.docs: dict[str, Encoded] = {}
+
+    def get(self, snap: Snapshot, bucket: int | None, query: str) -> Encoded | None:
+        """The document cached for query under this snapshot (by identity) and time bucket, or None."""
+        if snap is not self.snap or bucket != self.bucket:
+            self.snap, self.bucket, self.docs = snap, bucket, {}
+        return self.docs.get(query)
+
+    def put(self, query: str, doc: Encoded) -> Encoded:
+        """Remember doc for query (under the stamp of the last get)."""
+        if len(self.docs) >= self.MAX:
+            self.docs.clear()
+        self.docs[query] = doc
+        return doc

@@ -5,17 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from aiohttp import web
 
-from bridge.config import Network
+from bridge.config import Config, Network
 from bridge.http import ApiError, error_response
 from bridge.ratelimit import RateLimiter, request_client, too_many
 
 log = logging.getLogger("bridge.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Limits = Callable[[], tuple[float, int, Sequence[Network]]]
 
 ADMIN_PREFIX = "/api/v1/admin"
 EXEMPT = frozenset({"/healthz", "/metrics"})  # probes and scrapers poll on a schedule; both are cheap
@@ -61,26 +61,26 @@ class InFlight:
         """Idle, not draining."""
         self.count = 0
         self.draining = False
-        self._idle: asyncio.Event | None = None
-
-    def done(self) -> None:
-        """One request finished; wake a waiting stop when it was the last."""
-        self.count -= 1
-        if not self.count and self._idle is not None:
-            self._idle.set()
+        self.idle: asyncio.Event | None = None  # set by the gate when the last request finishes (while waited for)
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no request is being handled; False when timeout passed first."""
         if not self.count:
             return True
-        self._idle = asyncio.Event()
+        self.idle = asyncio.Event()
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self.idle.wait(), timeout)
             return True
         except TimeoutError:
             return False
         finally:
-            self._idle = None
+            self.idle = None
+
+
+class HasConfig(Protocol):
+    """Where the gate reads the current configuration (the Live model: a reload swaps its config)."""
+
+    config: Config
 
 
 class Front:
@@ -90,13 +90,40 @@ class Front:
     two cost ~9 us per request, a tenth of serving a cached feed (bench/README.md, feed serving).
     """
 
-    def __init__(self, inflight: InFlight, listeners: Listeners, limiter: RateLimiter, limits: Limits) -> None:
-        self.inflight, self.listeners, self.limiter, self.limits = inflight, listeners, limiter, limits
+    def __init__(self, inflight: InFlight, listeners: Listeners, limiter: RateLimiter, live: HasConfig) -> None:
+        self.inflight, self.listeners, self.limiter, self.live = inflight, listeners, limiter, live
         self.catch_all: web.AbstractResource | None = None
+        self.config: Config | None = None  # the configuration the limiter was last set from
+        self.trusted: Sequence[Network] = ()
+
+    def _configure(self, config: Config) -> None:
+        """Take the limits of a new configuration (the first request after a reload sees them)."""
+        if config.rate_limit != self.limiter.rate or config.burst != self.limiter.burst:
+            self.limiter.configure(config.rate_limit, config.burst)
+        self.config, self.trusted = config, config.trusted_proxies
+
+    def _admit(self, request: web.Request) -> tuple[float, object]:
+        """Seconds the request must wait (0: go on) and the bucket to charge if it is rejected; 404 off its listener."""
+        listeners, limiter = self.listeners, self.limiter
+        path = request.path
+        on_admin = listeners.on_admin(request) if listeners.admin else False
+        if listeners.admin and is_admin_path(path) != on_admin:
+            # 404, not 403: the public side should not even reveal that an admin API exists.
+            raise web.HTTPNotFound()
+        if limiter.rate <= 0 or path in EXEMPT or on_admin:
+            return 0.0, None
+        client = request_client(request, self.trusted)
+        if path.startswith(TOKEN_PREFIXES):
+            # Carries its own token: charged only when rejected (below), but refused while over the limit.
+            charge = ("token", client)
+            if wait := limiter.wait(charge):
+                limiter.limited_total += 1
+            return wait, charge
+        return limiter.take(client), None
 
     def wrap(self, handler: Handler) -> Handler:
         """handler behind the gate."""
-        inflight, listeners, limiter, limits = self.inflight, self.listeners, self.limiter, self.limits
+        inflight, listeners, limiter, live = self.inflight, self.listeners, self.limiter, self.live
 
         async def gated(request: web.Request) -> web.StreamResponse:
             """Gate the request (404 off its listener, 429 over its limit), run it, turn any error into the JSON shape."""
@@ -104,25 +131,13 @@ class Front:
             charge: object = None  # a token-carrying request's bucket key, charged only when it is rejected
             try:
                 try:
-                    rate, burst, trusted = limits()
-                    if rate != limiter.rate or burst != limiter.burst:
-                        limiter.configure(rate, burst)  # a reload changed them
+                    if live.config is not self.config:
+                        self._configure(live.config)
                     wait = 0.0
-                    if listeners.admin or rate > 0:  # a cached feed with neither pays for no path decoding
-                        path = request.path
-                        on_admin = listeners.on_admin(request) if listeners.admin else False
-                        if listeners.admin and is_admin_path(path) != on_admin:
-                            # 404, not 403: the public side should not even reveal that an admin API exists.
-                            raise web.HTTPNotFound()
-                        if rate > 0 and path not in EXEMPT and not on_admin:
-                            client = request_client(request, trusted)
-                            if path.startswith(TOKEN_PREFIXES):
-                                charge = ("token", client)
-                                if wait := limiter.wait(charge):
-                                    limiter.limited_total += 1
-                            else:
-                                wait = limiter.take(client)
-                    resp = too_many(wait, rate, burst) if wait else await handler(request)
+                    # The hot path (a cached feed, no limit, one listener) pays for no further lookups.
+                    if listeners.admin or limiter.rate > 0:
+                        wait, charge = self._admit(request)
+                    resp = too_many(wait, limiter.rate, limiter.burst) if wait else await handler(request)
                 except ApiError as e:
                     resp = error_response(e.status_code, e.message, e.field)
                 except web.HTTPException as e:
@@ -140,7 +155,9 @@ class Front:
                     resp.force_close()  # "Connection: close": the client reconnects to a new instance
                 return resp
             finally:
-                inflight.done()
+                inflight.count -= 1
+                if not inflight.count and inflight.idle is not None:
+                    inflight.idle.set()
 
         return gated
 

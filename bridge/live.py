@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -33,48 +32,11 @@ from bridge.model import (
     StatusData,
 )
 from bridge.notices import Notice, Override, page_state, shown_overrides
+from bridge.release import release
 from bridge.render import oxford
 
 log = logging.getLogger("bridge.live")
 NO_DATA_HEALTH = SourceHealth(stale=True, reason="no monitoring data yet")
-
-
-RELEASE_MIN = 20_000  # checks: below this, freeing a StatusData on the event loop takes under ~3 ms
-
-
-def _free_in_steps(box: list[StatusData]) -> None:
-    """Free a big StatusData in small steps (in a worker thread), once nothing else refers to it.
-
-    Freeing 100k CheckStates at once is one ~20-40 ms C call holding the GIL, wherever it runs.
-    Popping the dicts item by item instead lets the event loop thread take the GIL in between.
-    The dicts are emptied only when provably unreachable from anywhere else (reference counts),
-    so no reader can ever see a StatusData change.
-    """
-    data = box.pop()
-    for _ in range(100):  # the publishing code may still hold it in a local variable for a moment
-        if sys.getrefcount(data) <= 2:  # `data` and getrefcount's own argument
-            break
-        time.sleep(0.005)
-    else:
-        return  # still referenced (a test, a merge): it is freed with its last reference, as usual
-    for name in ("services", "hosts"):
-        table = getattr(data, name)
-        if sys.getrefcount(table) <= 3:  # the StatusData's attribute, `table`, the argument
-            pop = table.popitem
-            for _ in range(len(table)):
-                pop()
-            del pop
-        del table
-
-
-def release(data: StatusData | None) -> None:
-    """Let go of a StatusData that was just replaced: a big one is freed off the event loop, in steps."""
-    if data is None or len(data.services) + len(data.hosts) < RELEASE_MIN:
-        return
-    try:
-        asyncio.get_running_loop().run_in_executor(None, _free_in_steps, [data])
-    except RuntimeError:
-        pass  # no loop to protect (CLI, tests) or it is shutting down: freed here, as usual
 
 
 class Live:
@@ -181,7 +143,7 @@ class Live:
         previous = self.data
         self.data, self.health, self.stale_keys = merged.data, merged.health, merged.stale_keys
         self._shown = inputs
-        self.published = self._build(self.clock())
+        self._swap(self.clock())
         if previous is not None:
             self._replaced.append(previous)
         kept = self._kept()
@@ -203,7 +165,7 @@ class Live:
     def set_notices(self, notices: Sequence[Notice], overrides: Sequence[Override], now: float | None = None) -> None:
         """Take the stored notices and overrides (after a write or a scheduled time) and republish as of now."""
         self.notices, self.overrides = tuple(notices), tuple(overrides)
-        self.published = self._build(self.clock() if now is None else now)
+        self._swap(self.clock() if now is None else now)
 
     def set_config(self, config: Config) -> None:
         """Swap the configuration (reload) and republish."""
@@ -211,7 +173,15 @@ class Live:
         # ids, so components a reload leaves alone are not re-resolved and re-counted on the loop.
         self.config = config
         self._components = {c.id: c for c in config.components()}
-        self.published = self._build(self.clock())
+        self._swap(self.clock())
+
+    def _swap(self, now: float) -> None:
+        """Build and swap in a new generation (a plain attribute: every feed request reads it)."""
+        old, self.published = self.published, self._build(now)
+        self.on_published(old, self.published)
+
+    def on_published(self, old: Published, new: Published) -> None:
+        """Called after each swap; StateLoggingLive logs what changed."""
 
     def _build(self, now: float) -> Published:
         """Aggregate and encode every feed once."""

@@ -138,21 +138,11 @@ class AccessLogger(AbstractAccessLogger):
 class StateLoggingLive(Live):
     """Live that logs each change of a component's shown status and of data freshness, once, at INFO."""
 
-    _current: Published
-
-    @property  # type: ignore[override]
-    def published(self) -> Published:
-        """The published generation (every writer goes through the setter below)."""
-        return self._current
-
-    @published.setter
-    def published(self, value: Published) -> None:
-        """Swap in a generation and log what changed against the previous one."""
-        old = self.__dict__.get("_current")
-        self._current = value
-        if old is not None and old.snapshot is not value.snapshot:
+    def on_published(self, old: Published, new: Published) -> None:
+        """Log what changed between two generations."""
+        if old.snapshot is not new.snapshot:
             try:
-                log_changes(old.snapshot, value.snapshot)
+                log_changes(old.snapshot, new.snapshot)
             except Exception:  # logging must never stop publishing
                 state_log.exception("logging state changes failed")
 

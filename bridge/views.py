@@ -7,22 +7,25 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bridge.front import route
+from bridge.front import Handler, route
 from bridge.http import feed_response
 from bridge.keys import HEALTH, LIVE, REGISTRY
+from bridge.live import Live
 from bridge.views_html import add_html_routes
 
 
-async def services_json(request: web.Request) -> web.Response:
-    """GET /api/services.json: the Oxford-compatible live status feed (JSON or JSONP)."""
-    live = request.app[LIVE]
-    return feed_response(request, live.published.feeds["services"], live.config.cache_seconds)
+def feed_handler(live: Live, name: str) -> Handler:
+    """A GET handler serving one of the feeds every generation publishes (JSON or JSONP).
 
+    live is bound here, not read from request.app per request: these are the feeds widgets and
+    pages poll during an outage, and the two lookups cost as much as the rest of the handler.
+    """
 
-async def announcements_json(request: web.Request) -> web.Response:
-    """GET /api/announcements.json: the Oxford-compatible announcements feed."""
-    live = request.app[LIVE]
-    return feed_response(request, live.published.feeds["announcements"], live.config.cache_seconds)
+    async def handler(request: web.Request) -> web.Response:
+        return feed_response(request, live.published.feeds[name], live.config.cache_seconds)
+
+    handler.__doc__ = f"GET the {name} feed (Oxford-compatible)."
+    return handler
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -49,8 +52,8 @@ async def metrics(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     """Register every public route."""
     add_html_routes(app)  # GET /, /notices/{id}, /widget.js
-    route(app, "GET", "/api/services.json", services_json)
-    route(app, "GET", "/api/announcements.json", announcements_json)
+    route(app, "GET", "/api/services.json", feed_handler(app[LIVE], "services"))
+    route(app, "GET", "/api/announcements.json", feed_handler(app[LIVE], "announcements"))
     route(app, "GET", "/healthz", healthz)
     route(app, "GET", "/metrics", metrics)
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from bridge.encoded import Encoded, Published
-from bridge.front import route
+from bridge.front import Handler, route
 from bridge.http import ApiError, etag_matches, feed_response
 from bridge.keys import LIVE
 from bridge.model import Snapshot
@@ -70,12 +70,16 @@ def _cached(request: web.Request, key: str, build: Callable[[Snapshot], Encoded]
     return cast(Encoded, _lookup(request, key, build))
 
 
-def _v2_handler(path: str, render: Callable[[Snapshot], object]) -> Callable[[web.Request], Awaitable[web.Response]]:
+def _v2_handler(app: web.Application, path: str, render: Callable[[Snapshot], object]) -> Handler:
     """A handler serving one Statuspage-compatible document (JSON or JSONP)."""
+    live, cache = app[LIVE], app[PAGE_CACHE]  # bound once, not looked up per request: widgets poll these
+
+    def build(snap: Snapshot) -> Encoded:
+        return Encoded.of(render(snap))
 
     async def handler(request: web.Request) -> web.Response:
-        doc = _cached(request, path, lambda snap: Encoded.of(render(snap)))
-        return feed_response(request, doc, request.app[LIVE].config.cache_seconds)
+        doc = cast(Encoded, cache.get(live.published, path, build))
+        return feed_response(request, doc, live.config.cache_seconds)
 
     handler.__doc__ = f"GET {path}: Statuspage v2-compatible."
     return handler
@@ -91,7 +95,7 @@ def doc_response(request: web.Request, doc: Encoded, content_type: str, max_age:
         "X-Content-Type-Options": "nosniff",
         **(extra or {}),
     }
-    if etag_matches(request, doc.etag):
+    if etag_matches(request.headers.get(hdrs.IF_NONE_MATCH), doc.etag):
         return web.Response(status=304, headers=headers)
     return web.Response(body=doc.body, content_type=content_type, charset="utf-8", headers=headers)
 
@@ -130,6 +134,6 @@ def add_page_routes(app: web.Application) -> None:
     """Register the Statuspage v2 API, the Atom feed and the badge."""
     app[PAGE_CACHE] = GenerationCache()
     for path, render in V2_DOCS.items():
-        route(app, "GET", path, _v2_handler(path, render))
+        route(app, "GET", path, _v2_handler(app, path, render))
     route(app, "GET", "/notices.atom", notices_atom)
     route(app, "GET", "/badge.svg", badge_svg)

@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiMapping
 
-from bridge.encoded import Encoded
-from bridge.front import route
+from bridge.encoded import DocCache, Encoded
+from bridge.front import Handler, route
 from bridge.history import impact_of
 from bridge.http import ApiError, feed_response
 from bridge.keys import DB, LIVE, SETTINGS
@@ -159,46 +159,20 @@ def _respond(request: web.Request, doc: object) -> web.Response:
     return feed_response(request, Encoded.of(doc), request.app[LIVE].config.cache_seconds)
 
 
-class DocCache:
-    """Encoded documents by raw query string, valid while their inputs stay the same (a stamp).
-
-    The hot read APIs are functions of the snapshot (and of the metrics_summary time bucket):
-    encode them once per generation instead of once per request. Entries are bounded, since
-    query strings are client input.
-    """
-
-    MAX = 256
-
-    def __init__(self) -> None:
-        self.snap: Snapshot | None = None
-        self.bucket: int | None = None
-        self.docs: dict[str, Encoded] = {}
-
-    def get(self, snap: Snapshot, bucket: int | None, query: str) -> Encoded | None:
-        """The document cached for query under this snapshot (by identity) and time bucket, or None."""
-        if snap is not self.snap or bucket != self.bucket:
-            self.snap, self.bucket, self.docs = snap, bucket, {}
-        return self.docs.get(query)
-
-    def put(self, query: str, doc: Encoded) -> Encoded:
-        """Remember doc for query (under the stamp of the last get)."""
-        if len(self.docs) >= self.MAX:
-            self.docs.clear()
-        self.docs[query] = doc
-        return doc
-
-
 STATUS_DOCS = web.AppKey("status_docs", DocCache)
 COMPONENT_DOCS = web.AppKey("component_docs", DocCache)
 
 
-async def status(request: web.Request) -> web.Response:
+def status_handler(app: web.Application) -> Handler:
     """GET /api/v1/status: the page state without components and notices."""
-    live = request.app[LIVE]
-    snap = live.snapshot
-    docs = request.app[STATUS_DOCS]
-    doc = docs.get(snap, None, "") or docs.put("", Encoded.of(sorry.status_doc(snap)))
-    return feed_response(request, doc, live.config.cache_seconds)
+    live, docs = app[LIVE], app[STATUS_DOCS]  # bound once, not looked up per request: a hot feed
+
+    async def status(request: web.Request) -> web.Response:
+        snap = live.published.snapshot
+        doc = docs.get(snap, None, "") or docs.put("", Encoded.of(sorry.status_doc(snap)))
+        return feed_response(request, doc, live.config.cache_seconds)
+
+    return status
 
 
 def summary_bucket(now: float) -> int:
@@ -237,18 +211,21 @@ class SummaryCache:
 SUMMARIES = web.AppKey("metrics_summaries", SummaryCache)
 
 
-async def components(request: web.Request) -> web.Response:
+def components_handler(app: web.Application) -> Handler:
     """GET /api/v1/components: groups (top level) and their components, filtered and paginated."""
-    live = request.app[LIVE]
-    snap, docs = live.snapshot, request.app[COMPONENT_DOCS]
-    # The summaries inside are frozen per snapshot and time bucket (SummaryCache): so is the document.
-    doc = docs.get(snap, summary_bucket(live.clock()), request.query_string)
-    if doc is None:
-        flt, page = parse_component_filter(request.query), parse_page(request.query)
-        cache = request.app[SUMMARIES]
-        built = sorry.components_doc(snap, flt, page, lambda ids: cache.get(request, ids))
-        doc = docs.put(request.query_string, Encoded.of(built))
-    return feed_response(request, doc, live.config.cache_seconds)
+    live, docs, summaries = app[LIVE], app[COMPONENT_DOCS], app[SUMMARIES]  # bound once: a hot feed
+
+    async def components(request: web.Request) -> web.Response:
+        snap, query = live.published.snapshot, request.rel_url.raw_query_string
+        # The summaries inside are frozen per snapshot and time bucket (SummaryCache): so is the document.
+        doc = docs.get(snap, int(live.clock() // SUMMARY_TTL), query)  # summary_bucket(), inlined
+        if doc is None:
+            flt, page = parse_component_filter(request.query), parse_page(request.query)
+            built = sorry.components_doc(snap, flt, page, lambda ids: summaries.get(request, ids))
+            doc = docs.put(query, Encoded.of(built))
+        return feed_response(request, doc, live.config.cache_seconds)
+
+    return components
 
 
 async def component_metrics(request: web.Request) -> web.Response:
@@ -289,10 +266,10 @@ async def notice(request: web.Request) -> web.Response:
 
 def add_v1_routes(app: web.Application) -> None:
     """Register the Sorry-compatible read API."""
-    route(app, "GET", "/api/v1/status", status)
     app[STATUS_DOCS], app[COMPONENT_DOCS] = DocCache(), DocCache()
     app[SUMMARIES] = SummaryCache()
-    route(app, "GET", "/api/v1/components", components)
+    route(app, "GET", "/api/v1/status", status_handler(app))
+    route(app, "GET", "/api/v1/components", components_handler(app))
     route(app, "GET", "/api/v1/components/{id}/metrics", component_metrics)
     route(app, "GET", "/api/v1/notices", notices)
     route(app, "GET", "/api/v1/notices/{id}", notice)

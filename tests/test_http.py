@@ -54,6 +54,16 @@ async def test_services_feed_shape_and_headers(client):
     assert (web["services"][0]["status_code"], web["services"][0]["status_name"]) == (0, "Up")
 
 
+@pytest.mark.parametrize("path", ["/api/services.json", "/api/services.json?callback=cb", "/api/v1/components",
+                                  "/api/v1/status", "/api/v2/summary.json"])
+async def test_feed_header_names_go_out_as_conventionally_spelled(client, path):
+    # Case does not matter to HTTP, but people grep and copy these: "ETag", not aiohttp's "Etag".
+    resp = await client.get(path)
+    names = {name for name, _ in resp.raw_headers}
+    assert {b"Content-Type", b"ETag", b"Cache-Control", b"Access-Control-Allow-Origin"} <= names
+    assert (b"X-Content-Type-Options" in names) == ("callback" in path)
+
+
 @pytest.mark.parametrize(
     "web_state, db_state, overall, name, web_code",
     [

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import bridge.live as live_module
+import bridge.release as release_module
 from bridge import aggregate as agg
 from bridge.config import CheckPattern, Component, Config, Group
 from bridge.live import Live
@@ -61,7 +62,7 @@ def pushed(n: int) -> StatusData:
 @pytest.fixture(autouse=True)
 def _keep_replaced_data(monkeypatch: pytest.MonkeyPatch) -> None:
     """Replaced objects are not freed here: the tests still hold them, and freeing waits 0.5 s for that to end."""
-    monkeypatch.setattr(live_module, "RELEASE_MIN", 10**9)
+    monkeypatch.setattr(release_module, "RELEASE_MIN", 10**9)
 
 
 def core_view(n: int) -> SourceView:

@@ -22,9 +22,10 @@ from bridge.app import make_app
 from bridge.config import CheckPattern, Component, Config, Group
 from bridge.encoded import Encoded
 from bridge.keys import LIVE
-from bridge.live import Live, _free_in_steps
+from bridge.live import Live
 from bridge.merge import SourceView, merge
 from bridge.model import SourceHealth, StatusData
+from bridge.release import _free_in_steps
 from bridge.settings import Settings
 from bridge.statusdat_file import read_and_parse
 from tests.conftest import LoopTicker, check, status_data, web_config
@@ -144,17 +145,17 @@ def test_a_replaced_snapshot_is_freed_in_steps_when_nothing_else_holds_it() -> N
 
 
 async def test_live_frees_big_replaced_data_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    import bridge.live as live_module
+    import bridge.release as release_module
 
-    monkeypatch.setattr(live_module, "RELEASE_MIN", 10)
+    monkeypatch.setattr(release_module, "RELEASE_MIN", 10)
     freed: list[str] = []
-    real = live_module._free_in_steps
+    real = release_module._free_in_steps
 
     def spy(box: list[StatusData]) -> None:
         freed.append(threading.current_thread().name)
         real(box)
 
-    monkeypatch.setattr(live_module, "_free_in_steps", spy)
+    monkeypatch.setattr(release_module, "_free_in_steps", spy)
     live = Live(web_config())
     health = SourceHealth(stale=False, data_created=1.0)
     first = status_data(*(check(f"web-{i}", "HTTP") for i in range(20)))
