@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 
 from aiohttp import hdrs
@@ -75,7 +76,7 @@ class Published:
 
 
 class DocCache:
-    """Encoded documents by raw query string, valid while their inputs stay the same (a stamp).
+    """Encoded documents by raw query string, valid for one snapshot (by identity) and, with a ttl, one time bucket.
 
     The hot read APIs are functions of the snapshot (and of the metrics_summary time bucket):
     encode them once per generation instead of once per request. Entries are bounded, since
@@ -84,15 +85,21 @@ class DocCache:
 
     MAX = 256
 
-    def __init__(self) -> None:
+    def __init__(self, ttl: float | None = None) -> None:
+        """ttl: the documents also expire at each multiple of ttl seconds since the epoch."""
+        self.ttl = ttl
         self.snap: Snapshot | None = None
-        self.bucket: int | None = None
+        # The current bucket as [start, until): a float comparison per request, not a division.
+        self.start, self.until = -math.inf, math.inf
         self.docs: dict[str, Encoded] = {}
 
-    def get(self, snap: Snapshot, bucket: int | None, query: str) -> Encoded | None:
-        """The document cached for query under this snapshot (by identity) and time bucket, or None."""
-        if snap is not self.snap or bucket != self.bucket:
-            self.snap, self.bucket, self.docs = snap, bucket, {}
+    def get(self, snap: Snapshot, now: float, query: str) -> Encoded | None:
+        """The document cached for query under this snapshot and now's time bucket, or None."""
+        if snap is not self.snap or not self.start <= now < self.until:
+            self.snap, self.docs = snap, {}
+            if self.ttl is not None:
+                self.start = now // self.ttl * self.ttl
+                self.until = self.start + self.ttl
         return self.docs.get(query)
 
     def put(self, query: str, doc: Encoded) -> Encoded:

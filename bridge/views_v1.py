@@ -169,7 +169,7 @@ def status_handler(app: web.Application) -> Handler:
 
     async def status(request: web.Request) -> web.Response:
         snap = live.published.snapshot
-        doc = docs.get(snap, None, "") or docs.put("", Encoded.of(sorry.status_doc(snap)))
+        doc = docs.get(snap, 0.0, "") or docs.put("", Encoded.of(sorry.status_doc(snap)))
         return feed_response(request, doc, live.config.cache_seconds)
 
     return status
@@ -218,7 +218,7 @@ def components_handler(app: web.Application) -> Handler:
     async def components(request: web.Request) -> web.Response:
         snap, query = live.published.snapshot, request.rel_url.raw_query_string
         # The summaries inside are frozen per snapshot and time bucket (SummaryCache): so is the document.
-        doc = docs.get(snap, int(live.clock() // SUMMARY_TTL), query)  # summary_bucket(), inlined
+        doc = docs.get(snap, live.clock(), query)
         if doc is None:
             flt, page = parse_component_filter(request.query), parse_page(request.query)
             built = sorry.components_doc(snap, flt, page, lambda ids: summaries.get(request, ids))
@@ -266,7 +266,7 @@ async def notice(request: web.Request) -> web.Response:
 
 def add_v1_routes(app: web.Application) -> None:
     """Register the Sorry-compatible read API."""
-    app[STATUS_DOCS], app[COMPONENT_DOCS] = DocCache(), DocCache()
+    app[STATUS_DOCS], app[COMPONENT_DOCS] = DocCache(), DocCache(SUMMARY_TTL)  # buckets as summary_bucket()
     app[SUMMARIES] = SummaryCache()
     route(app, "GET", "/api/v1/status", status_handler(app))
     route(app, "GET", "/api/v1/components", components_handler(app))

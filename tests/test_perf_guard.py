@@ -20,7 +20,7 @@ import pytest
 import bridge.statusdat as statusdat
 from bridge.app import make_app
 from bridge.config import CheckPattern, Component, Config, Group
-from bridge.encoded import Encoded
+from bridge.encoded import DocCache, Encoded
 from bridge.keys import LIVE
 from bridge.live import Live
 from bridge.merge import SourceView, merge
@@ -266,3 +266,21 @@ def test_a_reload_recounts_only_what_it_changed() -> None:
     live.set_config(Config(groups=groups))
     assert agg.component_counts(kept, data, live.matcher) is counted  # not recomputed
     assert live.snapshot.groups[0].components[0].checks_matched == 10 * 2 + 0  # the new patterns apply
+
+
+@pytest.mark.parametrize(
+    "ttl, first, later, same_snapshot, hit",
+    [
+        (None, 100.0, 10_000.0, True, True),  # no ttl: valid for the snapshot however long
+        (None, 100.0, 100.0, False, False),  # a new snapshot: everything re-encoded
+        (60.0, 120.0, 179.9, True, True),  # the same 60 s bucket
+        (60.0, 120.0, 180.0, True, False),  # the next bucket starts
+        (60.0, 150.0, 119.9, True, False),  # the clock went back past the bucket's start
+    ],
+)
+def test_doc_cache_keeps_documents_for_one_snapshot_and_time_bucket(ttl, first, later, same_snapshot, hit) -> None:
+    cache, snap = DocCache(ttl), object()
+    assert cache.get(snap, first, "q") is None
+    doc = cache.put("q", Encoded.of({"a": 1}))
+    assert cache.get(snap, first, "q") is doc and cache.get(snap, first, "other") is None
+    assert (cache.get(snap if same_snapshot else object(), later, "q") is doc) == hit
