@@ -37,6 +37,7 @@ bench: $(STAMP)
 	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/parse_statusdat.py ../shared/corpus/status-100k.dat.gz
 	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/e2e_latency.py --sizes 1k 100k
 	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/feeds.py
+	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/feeds_ir.py
 	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/memory.py
 	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/ingest.py
 	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/metrics.py

@@ -1,6 +1,6 @@
 """Feed serving: requests/s and latency of the hot public GETs, bridge vs a bare aiohttp handler, with wrk.
 
-Usage: feeds.py [--size 1k] [--duration 2] [--rounds 5] [--connections 8]
+Usage: feeds.py [--size 1k] [--duration 2] [--rounds 7] [--connections 8]
 
 In one run, all on 127.0.0.1, each server a child process pinned to CPU 0 and wrk pinned to
 CPU 1 (when there are two CPUs):
@@ -14,9 +14,11 @@ CPU 1 (when there are two CPUs):
 
 Endpoints: /api/services.json, its JSONP form (?callback=cb), /api/v1/components, and
 /api/services.json revalidated with If-None-Match (the bridge answers 304; the baselines'
-figure for it is their plain 200). Each round runs the three servers back to back on one
-endpoint, so a noisy moment on a shared machine hits all three alike; ratios are taken per
-round and their median reported. Besides wall-clock requests/s the bench reads each server's
+figure for it is their plain 200). Each round starts the three servers afresh (one process of
+the very same server can be 10-20 % faster or slower than the next: memory layout, hash seeds)
+and runs them back to back on each endpoint, so a noisy moment on a shared machine hits all
+three alike; ratios are taken per round and their median reported. For a count that noise
+cannot reach, see feeds_ir.py (instructions per request under callgrind). Besides wall-clock requests/s the bench reads each server's
 CPU time from /proc: requests per CPU-second is the steadier figure when other work shares
 the CPU.
 """
@@ -198,12 +200,48 @@ def app_level(config: Path, statusdat: Path, paths: list[str]) -> dict[str, dict
     return json.loads(out.strip().splitlines()[-1])
 
 
+def start_bridge(tmp: Path, round_no: int, servers: list[subprocess.Popen]) -> tuple[subprocess.Popen, str, dict, dict]:
+    """The daemon on tmp/bridge.toml with a fresh DB, serving its real snapshot; its URL, ETags and answers."""
+    port = free_port()
+    bridge = subprocess.Popen(
+        [python(), "-m", "bridge", "--log-level", "warning", "run", "-c", str(tmp / "bridge.toml"),
+         "--db", str(tmp / f"bridge-{round_no}.db"), "--listen", f"127.0.0.1:{port}"],
+        cwd=str(ROOT),
+    )
+    servers.append(bridge)
+    base = f"http://127.0.0.1:{port}"
+    wait_http(base + "/api/services.json", 120, bridge)
+    while json.loads(fetch(base + "/api/services.json")[1])["last_updated"] is None:
+        time.sleep(0.1)  # serve the real snapshot, not the "no data" one
+    spec, etags = {}, {}
+    for _, path, _ in ENDPOINTS:
+        status, body, headers = fetch(base + path)
+        assert status == 200, (path, status)
+        spec[path] = (body.hex(), headers)
+        etags[path] = headers["ETag"]
+    assert fetch(base + "/api/services.json", etags["/api/services.json"])[0] == 304
+    return bridge, base, etags, spec
+
+
+def start_bare(tmp: Path, mode: str, spec: dict, servers: list[subprocess.Popen]) -> tuple[subprocess.Popen, str]:
+    """A bare aiohttp server (BARE) answering with the bridge's bytes; checked before use."""
+    port = free_port()
+    proc = subprocess.Popen([python(), "-c", BARE, str(tmp / "bare.json"), str(port),
+                             "headers" if mode.endswith("headers") else "plain"], cwd=str(tmp))
+    servers.append(proc)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/api/services.json", 30, proc)
+    for path, (body, _) in spec.items():
+        assert fetch(url + path)[1] == bytes.fromhex(body), (mode, path)
+    return proc, url
+
+
 def main() -> None:
-    """Start both servers, interleave wrk runs, print the comparison."""
+    """Per round start the three servers afresh, run wrk on each endpoint back to back, print the comparison."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="1k", choices=["1k", "10k", "100k"], help="corpus behind the bridge")
     ap.add_argument("--duration", type=int, default=2, help="seconds per wrk run (default 2)")
-    ap.add_argument("--rounds", type=int, default=5, help="rounds per endpoint, servers back to back (default 5)")
+    ap.add_argument("--rounds", type=int, default=7, help="rounds, each with fresh servers (default 7)")
     ap.add_argument("--connections", type=int, default=8, help="wrk keep-alive connections (default 8)")
     ap.add_argument("--tmp", type=Path, help="directory for the decompressed corpus (default: a temp dir)")
     args = ap.parse_args()
@@ -214,37 +252,17 @@ def main() -> None:
         statusdat = tmp / "status.dat"
         statusdat.write_bytes(fresh(corpus_file(args.size, args.tmp or tmp).read_bytes()))
         (tmp / "bridge.toml").write_text(config_toml(statusdat))
-        bport = free_port()
-        bridge = subprocess.Popen(
-            [python(), "-m", "bridge", "--log-level", "warning", "run", "-c", str(tmp / "bridge.toml"),
-             "--db", str(tmp / "bridge.db"), "--listen", f"127.0.0.1:{bport}"],
-            cwd=str(ROOT),
-        )
-        bares: dict[str, tuple[subprocess.Popen, str]] = {}
-        try:
-            pinned = pin(bridge.pid, 0)
-            base = f"http://127.0.0.1:{bport}"
-            wait_http(base + "/api/services.json", 120, bridge)
-            while json.loads(fetch(base + "/api/services.json")[1])["last_updated"] is None:
-                time.sleep(0.1)  # serve the real snapshot, not the "no data" one
-            spec, etags = {}, {}
-            for _, path, _ in ENDPOINTS:
-                status, body, headers = fetch(base + path)
-                assert status == 200, (path, status)
-                spec[path] = (body.hex(), headers)
-                etags[path] = headers["ETag"]
-            assert fetch(base + "/api/services.json", etags["/api/services.json"])[0] == 304
-            (tmp / "bare.json").write_text(json.dumps(spec))
-            for mode in ("bare", "bare+headers"):
-                port = free_port()
-                proc = subprocess.Popen([python(), "-c", BARE, str(tmp / "bare.json"), str(port),
-                                         "headers" if mode.endswith("headers") else "plain"], cwd=str(tmp))
-                bares[mode] = (proc, f"http://127.0.0.1:{port}")
-                wait_http(bares[mode][1] + "/api/services.json", 30, proc)
-                for path, (body, _) in spec.items():
-                    assert fetch(bares[mode][1] + path)[1] == bytes.fromhex(body), (mode, path)
-            results: dict[tuple[str, str], list[dict]] = {}
-            for _ in range(args.rounds):
+        results: dict[tuple[str, str], list[dict]] = {}
+        pinned = False
+        for r in range(args.rounds):
+            # Fresh processes every round: one process of the same server can run 10-20 % faster or
+            # slower than the next (memory layout, hash seeds), so a median over rounds samples that too.
+            servers: list[subprocess.Popen] = []
+            try:
+                bridge, base, etags, spec = start_bridge(tmp, r, servers)
+                pinned = pin(bridge.pid, 0)
+                (tmp / "bare.json").write_text(json.dumps(spec))
+                bares = {mode: start_bare(tmp, mode, spec, servers) for mode in ("bare", "bare+headers")}
                 for name, path, etag in ENDPOINTS:
                     header = f"If-None-Match: {etags[path]}" if etag else None
                     # The baselines have no ETags: their figure for the 304 line is their plain 200.
@@ -253,15 +271,14 @@ def main() -> None:
                     results.setdefault((name, "bridge"), []).append(run_wrk(base + path, args, header, bridge.pid))
                     proc, url = bares["bare+headers"]
                     results.setdefault((name, "bare+headers"), []).append(run_wrk(url + path, args, None, proc.pid))
-        finally:
-            stop(bridge)
-            for proc, _ in bares.values():
-                stop(proc)
+            finally:
+                for proc in servers:
+                    stop(proc)
         inside = app_level(tmp / "bridge.toml", statusdat, sorted({path for _, path, _ in ENDPOINTS}))
     print(f"python {sys.version.split()[0]} on {os.cpu_count()} cores; "
           f"{'servers on CPU 0, wrk on CPU 1' if pinned else 'not pinned'}; "
-          f"wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds, each running the three servers"
-          " back to back; medians over rounds (ratios are per round, then the median [range])")
+          f"wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds, each starting the three servers"
+          " afresh and running them back to back; medians over rounds (ratios are per round, then the median [range])")
     print("bare: the same body and Content-Type only; bare+hdr: also the ETag, Cache-Control, CORS"
           " (and nosniff) headers the feed contract requires. Numbers are noisy on a shared machine.")
     print(f"{'endpoint':20} {'bare req/s':>10} {'bare+hdr':>9} {'bridge':>8} {'ratio [range]':>18} {'vs +hdr':>7}"
