@@ -91,6 +91,7 @@ class Front:
     """
 
     def __init__(self, inflight: InFlight, listeners: Listeners, limiter: RateLimiter, live: HasConfig) -> None:
+        """The limiter takes live.config's limits at the first request, and again after each reload."""
         self.inflight, self.listeners, self.limiter, self.live = inflight, listeners, limiter, live
         self.catch_all: web.AbstractResource | None = None
         self.config: Config | None = None  # the configuration the limiter was last set from

@@ -16,6 +16,7 @@ from bridge.app import make_app
 from bridge.config_load import parse_config
 from bridge.daemon import bind
 from bridge.front import LISTENERS
+from bridge.keys import LIVE
 from bridge.ratelimit import RateLimiter, client_ip
 from bridge.settings import Settings
 from tests.conftest import free_port
@@ -177,6 +178,19 @@ async def test_rate_limit_zero_turns_it_off() -> None:
     async with TestServer(make_app(config("rate_limit = 0\nburst = 1")), host="127.0.0.1") as srv, aiohttp.ClientSession() as session:
         answers = await asyncio.gather(*(_get(session, str(srv.make_url("/api/services.json"))) for _ in range(30)))
     assert {a[0] for a in answers} == {200}
+
+
+@pytest.mark.parametrize("before, after", [("rate_limit = 0.1\nburst = 2", "rate_limit = 0\nburst = 2"),
+                                           ("rate_limit = 0\nburst = 2", "rate_limit = 0.1\nburst = 2")])
+async def test_a_reloaded_limit_applies_from_the_next_request(before: str, after: str) -> None:
+    app = make_app(config(before))
+    async with TestServer(app, host="127.0.0.1") as srv, aiohttp.ClientSession() as session:
+        url = str(srv.make_url("/api/services.json"))
+        first = [(await _get(session, url))[0] for _ in range(3)]
+        app[LIVE].set_config(config(after).config)  # what a SIGHUP reload does
+        second = [(await _get(session, url))[0] for _ in range(3)]
+    limited, free = [200, 200, 429], [200, 200, 200]
+    assert (first, second) == ((limited, free) if "0.1" in before else (free, limited))
 
 
 async def test_admin_listen_splits_admin_and_public() -> None:
