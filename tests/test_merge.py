@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.live import Live
 from bridge.merge import SourceView, combined_health, merge
@@ -117,3 +119,49 @@ def test_live_marks_components_of_a_stale_source():
     stale = {c.id: c.stale for g in live.snapshot.groups for c in g.components}
     assert stale == {"website": False, "database": True}
     assert live.snapshot.stale is False
+
+
+def reference_merge(views: list[SourceView]) -> tuple[dict, dict, frozenset]:
+    """The definition merge() must keep: per check the newest state, ties to the earlier source, stale where a stale
+    source won, and a pushed winner carrying the newest annotated source's downtime/acknowledgement."""
+    with_data = [v for v in views if v.data is not None]
+    hosts, services, origin = {}, {}, {}
+    for v in with_data:
+        for table, merged, keyed in ((v.data.hosts, hosts, lambda k: (k, None)), (v.data.services, services, lambda k: k)):
+            for k, state in table.items():
+                if k not in merged or state.last_check > merged[k].last_check:
+                    merged[k], origin[keyed(k)] = state, v
+    annotated = [v.data for v in with_data if v.annotated]
+    for (host, service), v in origin.items():
+        table, k = (hosts, host) if service is None else (services, (host, service))
+        found = [d.hosts.get(host) if service is None else d.services.get((host, service)) for d in annotated]
+        found = [f for f in found if f is not None]
+        if v.annotated or not found or not any(f.downtime_depth or f.acknowledged for f in found):
+            continue
+        best = max(found, key=lambda f: f.last_check)
+        table[k] = table[k]._replace(downtime_depth=best.downtime_depth, acknowledged=best.acknowledged)
+    return hosts, services, frozenset(k for k, v in origin.items() if v.is_stale(k))
+
+
+CHECKS = st.builds(
+    lambda host, service, last, state, down, ack: check(f"h{host}", None if service is None else f"s{service}", state,
+                                                       last_check=last, downtime_depth=down, acknowledged=ack),
+    st.integers(0, 3), st.none() | st.integers(0, 2), st.integers(1, 3), st.integers(0, 2), st.integers(0, 1),
+    st.booleans(),
+)
+VIEWS = st.builds(
+    lambda checks, stale, annotated, stale_pick: SourceView(
+        "v", status_data(*checks), STALE if stale else FRESH,
+        frozenset([(c.host, c.service) for c in checks[:stale_pick]] + [("ghost", None)] * (stale_pick == 3)),
+        annotated),
+    st.lists(CHECKS, max_size=12), st.booleans(), st.booleans(), st.integers(0, 3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(VIEWS, min_size=2, max_size=4))
+def test_merge_overlaying_the_biggest_source_matches_the_definition(views):
+    hosts, services, stale = reference_merge(views)
+    merged = merge(views)
+    assert merged.data is not None
+    assert (merged.data.hosts, merged.data.services, merged.stale_keys) == (hosts, services, stale)

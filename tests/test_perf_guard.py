@@ -284,3 +284,29 @@ def test_doc_cache_keeps_documents_for_one_snapshot_and_time_bucket(ttl, first, 
     doc = cache.put("q", Encoded.of({"a": 1}))
     assert cache.get(snap, first, "q") is doc and cache.get(snap, first, "other") is None
     assert (cache.get(snap if same_snapshot else object(), later, "q") is doc) == hit
+
+
+class ItemsCounted(dict):  # type: ignore[type-arg]
+    """A dict that counts walks over its items."""
+
+    walks = 0
+
+    def items(self) -> Any:
+        """Count, then walk."""
+        ItemsCounted.walks += 1
+        return super().items()
+
+
+def test_merging_pushed_results_into_a_big_source_walks_only_the_pushed_ones() -> None:
+    plain = status_data(*(check(f"h{i}", "s", last_check=10, downtime_depth=i % 2) for i in range(1000)))
+    big = StatusData(1.0, None, plain.hosts, ItemsCounted(plain.services))
+    pushed = status_data(check("h1", "s", 2, last_check=20))
+    fresh = SourceHealth(stale=False, data_created=1.0)
+    views = [SourceView("statusdat", big, fresh), SourceView("passive", pushed, fresh, annotated=False)]
+    merge(views)  # the first merge of this core data notes its downtimes once
+    ItemsCounted.walks = 0
+    merged = merge(views).data
+    assert ItemsCounted.walks == 0  # copied at C speed, never walked in Python again
+    assert merged is not None and len(merged.services) == 1000
+    assert merged.services[("h1", "s")].current_state == 2
+    assert merged.services[("h1", "s")].downtime_depth == 1  # the core's downtime still applies to the pushed result
