@@ -208,7 +208,8 @@ class Live:
         if not self.stale_keys:
             return False
         comp = self._components.get(component_id)
-        return comp is not None and any(k in self.stale_keys for k in self.matcher.resolve(comp, self.data))
+        # isdisjoint walks the keys in C: while anything is stale this runs for every component on each rebuild.
+        return comp is not None and not self.stale_keys.isdisjoint(self.matcher.resolve(comp, self.data))
 
     def _stamp(self, groups: tuple[GroupView, ...], now: float) -> tuple[GroupView, ...]:
         """Set each component's `since` (when its shown status last changed) and remember it for the next build."""
