@@ -10,7 +10,8 @@ import bridge.demo
 from bridge.config import DEFAULT_STATES, CheckPattern, Config, ConfigError
 from bridge.config_load import load_config, parse_config
 from bridge.config_report import CheckReport, check_config
-from bridge.demo.simulator import demo_objects, render_statusdat
+from bridge.demo.simulator import demo_objects
+from bridge.demo.statusdat_writer import render_statusdat
 from bridge.model import CheckState, Status, StatusData
 from bridge.statusdat import parse
 

@@ -17,7 +17,8 @@ from aiohttp import web
 from bridge.app import make_app
 from bridge.config import CheckPattern, Component, Config, Group
 from bridge.config_load import load_config
-from bridge.demo.simulator import demo_objects, render_statusdat
+from bridge.demo.simulator import demo_objects
+from bridge.demo.statusdat_writer import render_statusdat
 from bridge.history import EFFECTIVE, Record, append_records
 from bridge.keys import DB, LIVE, REFRESH
 from bridge.model import SourceHealth

@@ -13,16 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from bridge.demo.simulator import (
-    DEMO_OBJECTS,
+from bridge.demo.simulator import DEMO_OBJECTS, demo_objects, run_simulator, step
+from bridge.demo.statusdat_writer import (
     HARD,
     MAX_ATTEMPTS,
     SOFT,
     SimObject,
-    demo_objects,
     render_statusdat,
-    run_simulator,
-    step,
 )
 from tests.conftest import CORPUS as CORPUS_DIR
 

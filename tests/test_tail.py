@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from bridge.demo.simulator import demo_objects, render_statusdat, write_atomic
+from bridge.demo.simulator import demo_objects
+from bridge.demo.statusdat_writer import render_statusdat, write_atomic
 from bridge.model import SourceHealth, StatusData
 from bridge.statusdat_file import (
     ReadOutcome,
