@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from aiohttp import web
 
-from bridge.config import Config, Network
+from bridge.config import Config
 from bridge.http import ApiError, error_response
 from bridge.ratelimit import RateLimiter, request_client, too_many
 
@@ -95,13 +95,11 @@ class Front:
         self.inflight, self.listeners, self.limiter, self.live = inflight, listeners, limiter, live
         self.catch_all: web.AbstractResource | None = None
         self.config: Config | None = None  # the configuration the limiter was last set from
-        self.trusted: Sequence[Network] = ()
 
     def _configure(self, config: Config) -> None:
         """Take the limits of a new configuration (the first request after a reload sees them)."""
-        if config.rate_limit != self.limiter.rate or config.burst != self.limiter.burst:
-            self.limiter.configure(config.rate_limit, config.burst)
-        self.config, self.trusted = config, config.trusted_proxies
+        self.limiter.configure(config.rate_limit, config.burst)
+        self.config = config
 
     def _admit(self, request: web.Request) -> tuple[float, object]:
         """Seconds the request must wait (0: go on) and the bucket to charge if it is rejected; 404 off its listener."""
@@ -113,7 +111,7 @@ class Front:
             raise web.HTTPNotFound()
         if limiter.rate <= 0 or path in EXEMPT or on_admin:
             return 0.0, None
-        client = request_client(request, self.trusted)
+        client = request_client(request, self.live.config.trusted_proxies)
         if path.startswith(TOKEN_PREFIXES):
             # Carries its own token: charged only when rejected (below), but refused while over the limit.
             charge = ("token", client)
