@@ -8,7 +8,7 @@ from itertools import islice
 from operator import itemgetter
 
 from bridge.config import Component, Config
-from bridge.matching import Matcher, Memo
+from bridge.matching import CheckKey, Matcher, Memo
 from bridge.model import (
     ComponentView,
     GroupView,
@@ -17,6 +17,8 @@ from bridge.model import (
     Status,
     StatusData,
 )
+from bridge.notices import Notice
+from bridge.page_state import page_state
 from bridge.status_rules import (
     HARD,
     NODATA,
@@ -30,7 +32,6 @@ from bridge.status_rules import (
     group_status,
     host_effect,
     own_status,
-    page_status,
     rules_for,
 )
 
@@ -192,6 +193,17 @@ def prepare(data: StatusData, config: Config, matcher: Matcher) -> None:
         component_counts(comp, data, matcher)
 
 
+def component_stale(component: Component, data: StatusData | None, health: SourceHealth,
+                    stale_keys: frozenset[CheckKey], matcher: Matcher) -> bool:
+    """True when any check behind the component comes from a stale source (all of them when there is no data)."""
+    if data is None or health.stale:  # stale health: every source with data is stale
+        return health.stale
+    if not stale_keys:
+        return False
+    # isdisjoint walks the keys in C: while anything is stale this runs for every component on each rebuild.
+    return not stale_keys.isdisjoint(matcher.resolve(component, data))
+
+
 def aggregate(
     data: StatusData | None,
     health: SourceHealth,
@@ -199,8 +211,14 @@ def aggregate(
     now: float,
     matcher: Matcher | None = None,
     overrides: Mapping[str, Status] | None = None,
+    stale_keys: frozenset[CheckKey] = frozenset(),
+    notices: tuple[Notice, ...] = (),
 ) -> Snapshot:
-    """Build the immutable Snapshot; overrides (component id -> Status) replace the shown status only."""
+    """Build the immutable Snapshot; overrides (component id -> Status) replace the shown status only.
+
+    stale_keys: checks whose state comes from a stale source; notices: every stored notice (the page
+    state counts open incidents and underway maintenance).
+    """
     # Pass a long-lived Matcher: a fresh one re-resolves every glob on every call.
     matcher = matcher if matcher is not None else Matcher()
     overrides = overrides or {}
@@ -220,6 +238,7 @@ def aggregate(
                     status=Status(overrides[comp.id]) if comp.id in overrides else monitored,
                     monitored_status=monitored,
                     checks_matched=matched,
+                    stale=component_stale(comp, data, health, stale_keys, matcher),
                 )
             )
         group_views.append(
@@ -231,7 +250,6 @@ def aggregate(
                 components=tuple(views),
             )
         )
-    status, banner = page_status([g.status for g in group_views])
     return Snapshot(
         page_name=config.page_name,
         page_url=config.page_url,
@@ -239,8 +257,8 @@ def aggregate(
         data_created=data.created if data is not None else None,
         stale=health.stale,
         stale_reason=health.reason,
-        status=status,
-        banner=banner,
+        page=page_state(group_views, health, notices),
         groups=tuple(group_views),
         health=health,
+        notices=notices,
     )

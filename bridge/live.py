@@ -31,7 +31,7 @@ from bridge.model import (
     Status,
     StatusData,
 )
-from bridge.notices import Notice, Override, page_state, shown_overrides
+from bridge.notices import Notice, Override, shown_overrides, sorry_state
 from bridge.release import release
 from bridge.render import oxford
 
@@ -186,13 +186,12 @@ class Live:
     def _build(self, now: float) -> Published:
         """Aggregate and encode every feed once."""
         shown = shown_overrides(self.overrides, self.notices, now)
-        snap = aggregate(self.data, self.health, self.config, now, self.matcher, shown)
+        snap = aggregate(self.data, self.health, self.config, now, self.matcher, shown, self.stale_keys, self.notices)
         snap = dataclasses.replace(
             snap,
             groups=self._stamp(snap.groups, now),
-            notices=self.notices,
             overrides=self.overrides,
-            page_state=page_state(self.notices),
+            sorry_state=sorry_state(self.notices),
         )
         self._record(snap, shown, now)
         feeds = {
@@ -200,16 +199,6 @@ class Live:
             "announcements": Encoded.of(oxford.announcements_feed(snap)),
         }
         return Published(snap, feeds)
-
-    def _component_stale(self, component_id: str) -> bool:
-        """True when any check behind the component comes from a stale source."""
-        if self.data is None:
-            return self.health.stale
-        if not self.stale_keys:
-            return False
-        comp = self._components.get(component_id)
-        # isdisjoint walks the keys in C: while anything is stale this runs for every component on each rebuild.
-        return comp is not None and not self.stale_keys.isdisjoint(self.matcher.resolve(comp, self.data))
 
     def _stamp(self, groups: tuple[GroupView, ...], now: float) -> tuple[GroupView, ...]:
         """Set each component's `since` (when its shown status last changed) and remember it for the next build."""
@@ -224,7 +213,7 @@ class Live:
                 prev = self._since.get(c.id)
                 entry = prev if prev is not None and prev[0] == c.status else (c.status, when)
                 since[c.id] = entry
-                views.append(dataclasses.replace(c, since=entry[1], stale=self._component_stale(c.id)))
+                views.append(dataclasses.replace(c, since=entry[1]))
             out.append(dataclasses.replace(g, components=tuple(views)))
         # Components removed by a config reload are forgotten; re-added ones start afresh.
         self._since = since

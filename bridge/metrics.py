@@ -37,6 +37,10 @@ STATUS_CODE: dict[Status, int] = {
 }
 
 
+# The page state (bridge.page_state) in the same order as the component encoding above.
+PAGE_CODE: dict[str, int] = {"operational": 0, "minor": 1, "major": 2, "maintenance": 3, "unknown": 4}
+
+
 class SnapshotCollector(Collector):
     """Reads the live snapshot and source health each time Prometheus scrapes."""
 
@@ -73,11 +77,13 @@ class SnapshotCollector(Collector):
                 monitored.add_metric([c.id, g.id], STATUS_CODE[c.monitored_status])
                 state.add_metric([c.id, g.id], {s.value: s is c.status for s in Status})
         yield from (code, monitored, state, group)
-        yield GaugeMetricFamily(
+        page = GaugeMetricFamily(
             "status_bridge_page_status",
-            "Banner: 0 systems running smoothly, 1 some problems, 2 major problems.",
-            value=STATUS_CODE.get(snap.status, 1),
+            "Page state: 0 operational, 1 minor, 2 major, 3 maintenance, 4 unknown (label state names it).",
+            labels=["state"],
         )
+        page.add_metric([snap.page.state], PAGE_CODE[snap.page.state])
+        yield page
         yield GaugeMetricFamily("status_bridge_stale", "1 when the monitoring data is stale or missing.", value=float(health.stale))
         age = now - health.data_created if health.data_created is not None else math.nan
         yield GaugeMetricFamily(

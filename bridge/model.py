@@ -137,6 +137,24 @@ class GroupView:
 
 
 @dataclass(frozen=True)
+class PageState:
+    """What the whole page claims, and why; `state` is one of bridge.page_state.STATES."""
+
+    state: str
+    headline: str  # the banner: "Systems running smoothly", "Status unknown: monitoring data is stale", ...
+    cause: str | None = None  # unknown only: "no_data" (never had any), "stale", "unchecked" or "empty"
+    reason: str | None = None  # unknown only: the source's own words ("status.dat missing")
+    last_known: str | None = None  # unknown because stale: the headline the last known statuses would give
+    stale_components: int = 0  # components shown with their last known status (stale data)
+    components: int = 0
+
+    @property
+    def partly_stale(self) -> bool:
+        """Some, not all, components show a last known status: the page says that part of the data is stale."""
+        return self.state != "unknown" and self.stale_components > 0
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything the renderers need, computed at one instant; never mutated after build."""
 
@@ -146,10 +164,9 @@ class Snapshot:
     data_created: float | None  # info.created of the monitoring data, None when never had any
     stale: bool
     stale_reason: str | None
-    status: Status  # page status: UP (smoothly), PARTIAL (some problems), DOWN (major problems)
-    banner: str
+    page: PageState  # the one page state every surface renders (bridge.page_state)
     groups: tuple[GroupView, ...]
     health: SourceHealth
     notices: tuple[Notice, ...] = ()  # every stored notice, newest first
     overrides: tuple[Override, ...] = ()  # every stored override (active or not)
-    page_state: str = "operational"  # Sorry page state: operational | degraded | under_maintenance
+    sorry_state: str = "operational"  # Sorry v1 page.state, from notices only: operational | degraded | under_maintenance

@@ -98,7 +98,7 @@ def is_underway(notice: Notice) -> bool:
     return notice.type == "planned" and notice.state == "underway"
 
 
-def page_state(notices: Iterable[Notice]) -> str:
+def sorry_state(notices: Iterable[Notice]) -> str:
     """Sorry page state: degraded wins over under_maintenance, else operational."""
     notices = list(notices)
     if any(n.type == "unplanned" and n.state in DEGRADING_STATES for n in notices):

@@ -1,4 +1,4 @@
-"""Status semantics: what one check contributes to a component, and the component, group and page rules."""
+"""Status semantics: what one check contributes to a component, and the component and group rules."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ from typing import NamedTuple
 
 from bridge.config import DEFAULT_STATES, Component
 from bridge.model import CheckState, Status
-
-BANNER_UP = "Systems running smoothly"
-BANNER_PARTIAL = "Some problems reported"
-BANNER_DOWN = "Major problems reported"
 
 UP, PARTIAL, DOWN = Status.UP, Status.PARTIAL, Status.DOWN
 MAINTENANCE, NODATA = Status.MAINTENANCE, Status.NODATA
@@ -145,20 +141,11 @@ def combine(statuses: Sequence[Status], rule: str, quorum: float) -> Status:
 
 
 def group_status(components: Sequence[Status]) -> Status:
-    """The Oxford group rule: all up -> UP, all down -> DOWN, all maintenance -> MAINTENANCE, else PARTIAL."""
+    """The Oxford group rule: all up -> UP, all down -> DOWN, only up and maintenance -> MAINTENANCE, else PARTIAL."""
     judged = {s for s in components if s != NODATA}
     if not judged:
         return NODATA
     if len(judged) == 1:
         return next(iter(judged))
-    return PARTIAL
-
-
-def page_status(groups: Sequence[Status]) -> tuple[Status, str]:
-    """The page banner: UP when nothing is wrong, DOWN when every group is down, else PARTIAL."""
-    judged = {s for s in groups if s != NODATA}
-    if judged <= {UP}:
-        return UP, BANNER_UP
-    if judged == {DOWN}:
-        return DOWN, BANNER_DOWN
-    return PARTIAL, BANNER_PARTIAL
+    # Planned work on part of a group is not a problem with the group: say maintenance, not "Partial".
+    return MAINTENANCE if judged == {UP, MAINTENANCE} else PARTIAL

@@ -33,12 +33,16 @@ async def healthz(request: web.Request) -> web.Response:
     now = time.time()
     health = request.app[HEALTH](now)
     age = None if health.data_created is None else round(now - health.data_created, 3)
+    page = request.app[LIVE].snapshot.page
     body = {
         "status": "stale" if health.stale else "ok",
         "stale": health.stale,
         "reason": health.reason,
         "data_age_seconds": age,
         "last_error": health.last_error,
+        # What the page tells visitors right now (the same state as every public surface).
+        "page_state": page.state,
+        "page_headline": page.headline,
     }
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from bridge.config import CheckPattern, Component, Config, Group
-from bridge.model import CheckState, StatusData
+from bridge.model import CheckState, GroupView, Snapshot, SourceHealth, StatusData
+from bridge.notices import Notice
+from bridge.page_state import page_state
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -201,3 +203,20 @@ listen = "127.0.0.1:{free_port()}"
 cache_seconds = 5
 {WEB_GROUP_TOML}""")
     return cfg
+
+
+def snapshot_of(
+    groups: tuple[GroupView, ...],
+    notices: tuple[Notice, ...] = (),
+    *,
+    page_name: str = "Example",
+    page_url: str = "https://status.example.org/",
+    generated: float = 1_700_000_100.0,
+    created: float | None = 1_700_000_000.0,
+    stale: bool = False,
+    reason: str | None = None,
+) -> Snapshot:
+    """A Snapshot of hand-built groups whose page state is computed by the real bridge.page_state."""
+    health = SourceHealth(stale=stale, reason=reason, data_created=created)
+    return Snapshot(page_name, page_url, generated, created, stale, reason, page_state(groups, health, notices),
+                    groups, health, notices)

@@ -13,7 +13,7 @@ from bridge.aggregate import aggregate
 from bridge.config import CheckPattern, Component, Config, Group
 from bridge.matching import Matcher
 from bridge.model import CheckState, SourceHealth, Status, StatusData
-from bridge.status_rules import check_status, combine, group_status, page_status
+from bridge.status_rules import check_status, combine, group_status
 
 UP, PARTIAL, DOWN = Status.UP, Status.PARTIAL, Status.DOWN
 MAINT, NODATA = Status.MAINTENANCE, Status.NODATA
@@ -142,7 +142,10 @@ def test_combine_unknown_rule() -> None:
     ([PARTIAL, PARTIAL], PARTIAL),
     ([DOWN, PARTIAL], PARTIAL),
     ([MAINT, MAINT], MAINT),
-    ([UP, MAINT], PARTIAL),
+    ([UP, MAINT], MAINT),              # planned work on part of a group is not a problem with it
+    ([UP, MAINT, NODATA], MAINT),
+    ([PARTIAL, MAINT], PARTIAL),
+    ([DOWN, MAINT], PARTIAL),
     ([UP, NODATA], UP),
     ([DOWN, NODATA], DOWN),
     ([NODATA], NODATA),
@@ -150,23 +153,6 @@ def test_combine_unknown_rule() -> None:
 ])
 def test_group_status(components: list[Status], expected: Status) -> None:
     assert group_status(components) is expected
-
-
-@pytest.mark.parametrize("groups, expected", [
-    ([UP, UP], (UP, SMOOTH)),
-    ([UP, PARTIAL], (PARTIAL, SOME)),
-    ([DOWN, UP], (PARTIAL, SOME)),
-    ([DOWN, PARTIAL], (PARTIAL, SOME)),
-    ([DOWN, DOWN], (DOWN, MAJOR)),     # "If every category is marked as 'Down'"
-    ([MAINT, UP], (PARTIAL, SOME)),
-    ([MAINT], (PARTIAL, SOME)),
-    ([UP, NODATA], (UP, SMOOTH)),
-    ([DOWN, NODATA], (DOWN, MAJOR)),
-    ([NODATA], (UP, SMOOTH)),
-    ([], (UP, SMOOTH)),
-])
-def test_page_status(groups: list[Status], expected: tuple[Status, str]) -> None:
-    assert page_status(groups) == expected
 
 
 judged = st.sampled_from([UP, MAINT, PARTIAL, DOWN])
@@ -201,12 +187,11 @@ def test_combine_ignores_nodata_and_order(statuses: list[Status], data: st.DataO
 
 
 @given(st.lists(judged | st.just(NODATA)))
-def test_group_and_page_down_only_when_all_down(statuses: list[Status]) -> None:
+def test_group_down_only_when_all_down(statuses: list[Status]) -> None:
     j = [s for s in statuses if s is not NODATA]
     all_down = bool(j) and all(s is DOWN for s in j)
     assert (group_status(statuses) is DOWN) == all_down
-    assert (page_status(statuses)[0] is DOWN) == all_down
-    assert (page_status(statuses)[0] is UP) == all(s is UP for s in j)
+    assert (group_status(statuses) is UP) == (bool(j) and all(s is UP for s in j))
 
 
 def data_of(*checks: CheckState, created: float = 1_700_000_000.0) -> StatusData:
@@ -245,7 +230,7 @@ def statuses(snap: Any) -> dict[str, Any]:
 
 def test_aggregate_all_up() -> None:
     snap = aggregate(everything(), FRESH, oxford_config(), now=1_700_000_060.0)
-    assert (snap.status, snap.banner, snap.stale, snap.stale_reason) == (UP, SMOOTH, False, None)
+    assert (snap.page.state, snap.page.headline, snap.stale, snap.stale_reason) == ("operational", SMOOTH, False, None)
     assert (snap.page_name, snap.page_url, snap.generated_at) == ("Status", "https://status.example.org", 1_700_000_060.0)
     assert snap.data_created == 1_700_000_000.0 and snap.health is FRESH
     assert statuses(snap) == {
@@ -265,7 +250,7 @@ def test_aggregate_all_up() -> None:
 ])
 def test_aggregate_oxford_rules(states: dict[str, int], web: Status, data: Status, banner: str) -> None:
     snap = aggregate(everything(**states), FRESH, oxford_config(), now=0.0)
-    assert (snap.groups[0].status, snap.groups[1].status, snap.banner) == (web, data, banner)
+    assert (snap.groups[0].status, snap.groups[1].status, snap.page.headline) == (web, data, banner)
 
 
 def test_aggregate_component_rule() -> None:
@@ -279,7 +264,9 @@ def test_aggregate_without_data_is_nodata_and_stale() -> None:
     assert (snap.stale, snap.stale_reason, snap.data_created) == (True, "status.dat missing", None)
     assert {c.status for g in snap.groups for c in g.components} == {NODATA}
     assert {c.checks_matched for g in snap.groups for c in g.components} == {0}
-    assert (snap.status, snap.banner) == (UP, SMOOTH)  # no data is shown as stale, never as a problem
+    # No data is never "running smoothly" nor a problem: the page state is unknown, and says why.
+    assert (snap.page.state, snap.page.headline) == ("unknown", "Status unknown: no monitoring data yet")
+    assert snap.page.reason == "status.dat missing"
 
 
 def test_stale_health_keeps_last_statuses() -> None:
@@ -287,14 +274,17 @@ def test_stale_health_keeps_last_statuses() -> None:
     fresh_snap = aggregate(everything(web=2), FRESH, oxford_config(), now=0.0)
     stale_snap = aggregate(everything(web=2), stale, oxford_config(), now=999.0)
     assert statuses(stale_snap) == statuses(fresh_snap)
-    assert (stale_snap.stale, stale_snap.stale_reason, stale_snap.banner) == (True, "data older than 180 s", SOME)
+    assert (stale_snap.stale, stale_snap.stale_reason) == (True, "data older than 180 s")
+    assert all(c.stale for g in stale_snap.groups for c in g.components)
+    assert (stale_snap.page.state, stale_snap.page.headline) == ("unknown", "Status unknown: monitoring data is stale")
+    assert stale_snap.page.last_known == SOME  # the banner says what the last known statuses were
 
 
 def test_overrides_replace_shown_status_only() -> None:
     snap = aggregate(everything(web=2), FRESH, oxford_config(), now=0.0, overrides={"website": MAINT})
     site = snap.groups[0].components[0]
     assert (site.status, site.monitored_status) == (MAINT, DOWN)
-    assert snap.groups[0].status is PARTIAL  # Up + Maintenance
+    assert snap.groups[0].status is MAINT  # Up + Maintenance
 
 
 def test_matcher_follows_changing_names_and_config() -> None:

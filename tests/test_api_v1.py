@@ -22,7 +22,7 @@ from bridge.render.sorry import component_objects, components_doc, iso_ms, statu
 from bridge.render.sorry_query import ComponentFilter
 from bridge.settings import Settings
 from bridge.storage import add_update, create_notice
-from tests.conftest import check, status_data, web_config
+from tests.conftest import check, snapshot_of, status_data, web_config
 
 DAY = 86400.0
 ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -95,8 +95,7 @@ async def walk(client: Any, url: str, key: str, total: int) -> list[Any]:
 
 def snap(*groups: GroupView, generated: float = 1_700_000_000.0) -> Snapshot:
     """A snapshot of the given groups."""
-    return Snapshot("Example", "https://status.example.org/", generated, generated, False, None,
-                    Status.UP, "Systems running smoothly", groups, FRESH)
+    return snapshot_of(groups, generated=generated, created=generated)
 
 
 def test_state_mapping_and_extras() -> None:
@@ -112,7 +111,7 @@ def test_state_mapping_and_extras() -> None:
     }
     by_id = {o["id"]: o for o in objs[1:]}
     assert {k: v["state"] for k, v in by_id.items()} == {
-        "up": "operational", "nodata": "operational", "partial": "degraded", "down": "degraded",
+        "up": "operational", "nodata": "degraded", "partial": "degraded", "down": "degraded",
         "maintenance": "under_maintenance",
     }
     assert by_id["maintenance"]["monitored_status"] == "down" and by_id["maintenance"]["status"] == "maintenance"

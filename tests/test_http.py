@@ -193,8 +193,10 @@ async def test_no_data_is_not_down(aiohttp_client):
     client = await aiohttp_client(app)
     body = await (await client.get("/api/services.json")).json()
     assert body["stale"] is True
-    assert body["overall_status_code"] == 0
-    assert all(s["status_code"] != 2 for g in body["groups"] for s in g["services"])
+    # Neither "running smoothly" (0) nor an outage (2): unknown, and it says so.
+    assert (body["overall_status_code"], body["page_state"]) == (1, "unknown")
+    assert body["overall_status_name"] == "Status unknown: no monitoring data yet"
+    assert all(s["status_code"] == 1 and s["status_name"] == "No data" for g in body["groups"] for s in g["services"])
 
 
 def metric(text: str, name: str, **labels: str) -> float:

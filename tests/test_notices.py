@@ -13,7 +13,7 @@ from bridge.notices import (
     active_overrides,
     due_transitions,
     next_change,
-    page_state,
+    sorry_state,
     shown_overrides,
     timeline_state,
 )
@@ -75,8 +75,8 @@ def test_timeline_recent_days_is_configurable() -> None:
     ((planned(1, state="underway"), notice(2, state="identified")), "degraded"),  # degraded wins
     ((notice(2, state="recovering"), planned(1, state="underway")), "under_maintenance"),
 ])
-def test_page_state(notices: tuple[Notice, ...], expected: str) -> None:
-    assert page_state(notices) == expected
+def test_sorry_state(notices: tuple[Notice, ...], expected: str) -> None:
+    assert sorry_state(notices) == expected
 
 
 def test_shown_overrides_precedence() -> None:

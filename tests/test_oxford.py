@@ -21,6 +21,8 @@ from bridge.model import (
 )
 from bridge.notices import Notice, NoticeUpdate, Override
 from bridge.render.oxford import announcements_feed, iso_utc, services_feed
+from bridge.status_rules import group_status
+from tests.conftest import snapshot_of
 
 UP, PARTIAL, DOWN = Status.UP, Status.PARTIAL, Status.DOWN
 MAINT, NODATA = Status.MAINTENANCE, Status.NODATA
@@ -32,11 +34,11 @@ def view(id: str, status: Status, monitored: Status | None = None, description: 
     return ComponentView(id, id.title(), "g", description, status, monitored or status, 1)
 
 
-def snapshot(*groups: GroupView, status: Status = UP, banner: str = "Systems running smoothly",
-             created: float | None = 1_700_000_000.0, stale: bool = False, reason: str | None = None) -> Snapshot:
-    """A Snapshot of the given groups."""
-    return Snapshot("Example status", "https://status.example.org", 1_700_000_030.0, created, stale, reason,
-                    status, banner, groups, HEALTH)
+def snapshot(*groups: GroupView, created: float | None = 1_700_000_000.0, stale: bool = False,
+             reason: str | None = None) -> Snapshot:
+    """A Snapshot of the given groups (page state by the real rule)."""
+    return snapshot_of(groups, page_name="Example status", page_url="https://status.example.org",
+                       generated=1_700_000_030.0, created=created, stale=stale, reason=reason)
 
 
 def test_services_feed_exact_shape() -> None:
@@ -44,13 +46,15 @@ def test_services_feed_exact_shape() -> None:
         GroupView("web", "Web", "Sites", PARTIAL, (view("site", DOWN, description="Public site"), view("mail", UP))),
         GroupView("data", "Data", "", MAINT, (view("db", MAINT, monitored=DOWN),)),
     )
-    feed = services_feed(snapshot(*groups, status=PARTIAL, banner="Some problems reported"))
+    feed = services_feed(snapshot(*groups))
     assert feed == {
         "overall_status_code": 1,
         "overall_status_name": "Some problems reported",
         "last_updated": "2023-11-14T22:13:20Z",
         "stale": False,
         "stale_reason": None,
+        "page_state": "minor",
+        "partly_stale": False,
         "page": {"name": "Example status", "url": "https://status.example.org"},
         "groups": [
             {"id": "web", "name": "Web", "status_code": 1, "status_name": "Partial", "status": "partial",
@@ -69,7 +73,7 @@ def test_services_feed_exact_shape() -> None:
     }
     # Oxford's own keys come first, in its order; extras follow.
     assert list(feed) == ["overall_status_code", "overall_status_name", "last_updated", "stale",
-                          "stale_reason", "page", "groups"]
+                          "stale_reason", "page_state", "partly_stale", "page", "groups"]
     assert list(feed["groups"][0])[:4] == ["id", "name", "status_code", "status_name"]
     assert list(feed["groups"][0]["services"][0])[:4] == ["id", "name", "status_code", "status_name"]
 
@@ -79,7 +83,7 @@ def test_services_feed_exact_shape() -> None:
     (PARTIAL, 1, "Partial"),
     (DOWN, 2, "Down"),
     (MAINT, 1, "Maintenance"),
-    (NODATA, 0, "No data"),  # no data is not a problem reported: a widget must not go red
+    (NODATA, 1, "No data"),  # never 0 ("Up" to a widget) nor 2 (an outage): we cannot vouch for it
 ])
 def test_status_codes_and_names(status: Status, code: int, name: str) -> None:
     feed = services_feed(snapshot(GroupView("g", "G", "", status, (view("c", status),))))
@@ -88,14 +92,19 @@ def test_status_codes_and_names(status: Status, code: int, name: str) -> None:
     assert (service["status_code"], service["status_name"], service["status"]) == (code, name, status.value)
 
 
-@pytest.mark.parametrize("status, banner, code", [
-    (UP, "Systems running smoothly", 0),
-    (PARTIAL, "Some problems reported", 1),
-    (DOWN, "Major problems reported", 2),
+@pytest.mark.parametrize("groups, state, code, name", [
+    ([[UP], [UP, NODATA]], "operational", 0, "Systems running smoothly"),
+    ([[UP], [PARTIAL]], "minor", 1, "Some problems reported"),
+    ([[UP], [UP, DOWN]], "minor", 1, "Some problems reported"),
+    ([[DOWN], [DOWN], [NODATA]], "major", 2, "Major problems reported"),
+    ([[UP, MAINT], [UP]], "maintenance", 1, "Scheduled maintenance in progress"),
+    ([[NODATA], [NODATA]], "unknown", 1, "Status unknown: nothing has been checked yet"),
 ])
-def test_overall_status(status: Status, banner: str, code: int) -> None:
-    feed = services_feed(snapshot(status=status, banner=banner))
-    assert (feed["overall_status_code"], feed["overall_status_name"]) == (code, banner)
+def test_overall_status(groups: list[list[Status]], state: str, code: int, name: str) -> None:
+    views = tuple(GroupView(f"g{i}", "G", "", group_status(ss), tuple(view(f"c{i}{j}", s) for j, s in enumerate(ss)))
+                  for i, ss in enumerate(groups))
+    feed = services_feed(snapshot(*views))
+    assert (feed["overall_status_code"], feed["overall_status_name"], feed["page_state"]) == (code, name, state)
 
 
 @pytest.mark.parametrize("created, expected", [
@@ -144,14 +153,15 @@ def test_feed_from_aggregate_round_trips() -> None:
     assert_json_native(feed)
     assert json.loads(json.dumps(feed)) == feed
     services = {s["id"]: (s["status_code"], s["status_name"], s["monitored_status"]) for s in feed["groups"][0]["services"]}
-    assert services == {"site": (2, "Down", "down"), "mail": (1, "Maintenance", "up"), "none": (0, "No data", "nodata")}
+    assert services == {"site": (2, "Down", "down"), "mail": (1, "Maintenance", "up"), "none": (1, "No data", "nodata")}
     assert (feed["groups"][0]["status_code"], feed["overall_status_code"]) == (1, 1)
 
 
 def test_feed_without_data() -> None:
     config = Config(groups=(Group("g", "G", components=(Component("c", "C", "g"),)),))
     feed = services_feed(aggregate(None, SourceHealth(stale=True, reason="no data yet"), config, 0.0))
-    assert (feed["last_updated"], feed["stale"], feed["overall_status_code"]) == (None, True, 0)
+    assert (feed["last_updated"], feed["stale"], feed["overall_status_code"]) == (None, True, 1)
+    assert (feed["page_state"], feed["overall_status_name"]) == ("unknown", "Status unknown: no monitoring data yet")
     assert feed["groups"][0]["services"][0]["status_name"] == "No data"
     assert_json_native(feed)
 

@@ -267,20 +267,21 @@ async def test_stale_data_is_never_shown_as_current(aiohttp_client: Any) -> None
     client = await aiohttp_client(app)
     feed(app, "up", stale=True)
     text = (await get_page(client))[1]
-    assert 'class="alert" role="alert"' in text and "Warning: this page is not current." in text
+    assert 'class="alert" role="alert"' in text and "Warning: the status of these services is not known" in text
     assert "data older than 180 s" in text
-    assert "<strong>Status unknown: monitoring data is stale</strong>Last known: Systems running smoothly" in text
+    assert "<strong>Status unknown: monitoring data is stale</strong>Last known: Systems running smoothly\n" in text
     assert "<strong>Systems running smoothly</strong>" not in text
     assert 'class="banner s-nodata"' in text
     assert "Last known status: the monitoring data for this is stale." in text
     assert "Up (last known)</span>" in text
-    assert "status unknown (data stale)" in text.split("</title>")[0]
+    assert "Test page: Status unknown: monitoring data is stale</title>" in text
 
 
 async def test_no_data_yet(aiohttp_client: Any) -> None:
     client = await aiohttp_client(new_app())
     text = (await get_page(client))[1]
-    assert "<strong>No monitoring data yet</strong>" in text and "Last updated never" in text
+    assert "<strong>Status unknown: no monitoring data yet</strong>" in text and "Last updated never" in text
+    assert 'class="banner s-nodata" data-state="unknown"' in text
     assert "No monitoring data has been received yet" in text
 
 

@@ -209,7 +209,7 @@ def test_stale_warning_is_shown(driver: Any, servers: Servers, tmp_path: Path) -
     servers.call(lambda: feed(app, "up", stale=True))
     driver.get(base + "/")
     alert = driver.find_element("css selector", "[role=alert]")
-    assert alert.is_displayed() and alert.text.startswith("Warning: this page is not current.")
+    assert alert.is_displayed() and alert.text.startswith("Warning: the status of these services is not known right now.")
     assert driver.find_element("css selector", ".banner strong").text == "Status unknown: monitoring data is stale"
     ARTIFACTS.mkdir(exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / "status-page-stale.png"))

@@ -67,7 +67,7 @@ def test_transitions_at_exact_times(db: Database) -> None:
     nid = maintenance(db, T + 100, T + 200)
     scheduler.sync()
     assert scheduler.next_at == T + 100
-    assert (live.snapshot.page_state, component(live, "database").status) == ("operational", Status.UP)
+    assert (live.snapshot.sorry_state, component(live, "database").status) == ("operational", Status.UP)
 
     scheduler.sync(T + 99)  # one second early: nothing
     assert get_notice(db, nid).state == "scheduled"  # type: ignore[union-attr]
@@ -76,7 +76,7 @@ def test_transitions_at_exact_times(db: Database) -> None:
     scheduler.sync()
     n = get_notice(db, nid)
     assert n is not None and (n.state, n.began_at, n.updates[-1].created_at) == ("underway", T + 100, T + 100)
-    assert live.snapshot.page_state == "under_maintenance"
+    assert live.snapshot.sorry_state == "under_maintenance"
     db_view = component(live, "database")
     assert (db_view.status, db_view.monitored_status) == (Status.MAINTENANCE, Status.UP)
     assert scheduler.next_at == T + 200
@@ -85,7 +85,7 @@ def test_transitions_at_exact_times(db: Database) -> None:
     scheduler.sync()
     n = get_notice(db, nid)
     assert n is not None and (n.state, n.ended_at, n.updates[-1].created_at) == ("complete", T + 200, T + 200)
-    assert (live.snapshot.page_state, component(live, "database").status) == ("operational", Status.UP)
+    assert (live.snapshot.sorry_state, component(live, "database").status) == ("operational", Status.UP)
     assert scheduler.next_at is None
     scheduler.sync(T + 300)
     assert len(get_notice(db, nid).updates) == 3  # type: ignore[union-attr]
@@ -204,7 +204,7 @@ async def test_restart_catch_up_applies_missed_transitions(aiohttp_client, tmp_p
     finally:
         check_db.close()
     assert app[SCHEDULER].next_at == T + 600
-    assert app[LIVE].snapshot.page_state == "under_maintenance"
+    assert app[LIVE].snapshot.sorry_state == "under_maintenance"
     services = await (await client.get("/api/services.json")).json()
     assert services["groups"][1]["services"][0]["status"] == "maintenance"
     announcements = await (await client.get("/api/announcements.json")).json()
@@ -218,7 +218,7 @@ async def test_refresh_does_a_full_sync(aiohttp_client, tmp_path: Path) -> None:
     app[REFRESH]()
     assert get_notice(app[DB], nid).state == "underway"  # type: ignore[union-attr]
     assert app[SCHEDULER].next_at == T + 50
-    assert app[LIVE].snapshot.page_state == "under_maintenance"
+    assert app[LIVE].snapshot.sorry_state == "under_maintenance"
 
 
 async def test_change_by_another_process_shows_within_two_seconds(aiohttp_client, tmp_path: Path) -> None:
@@ -246,7 +246,7 @@ async def test_change_by_another_process_shows_within_two_seconds(aiohttp_client
     assert site["override"] == {"status": "down", "reason": "Switching provider", "ends_at": None}
     announcements = await (await client.get("/api/announcements.json")).json()
     assert [a["message"] for a in announcements] == ["Website down: Provider switch"]
-    assert app[LIVE].snapshot.page_state == "degraded"
+    assert app[LIVE].snapshot.sorry_state == "degraded"
     assert len(list_notices(app[DB])) == 1
 
 

@@ -17,10 +17,10 @@ from bridge.model import ComponentView, GroupView, Snapshot, SourceHealth, Statu
 from bridge.notices import Notice
 from bridge.render import statuspage, statuspage_components
 from bridge.settings import Settings
-from bridge.status_rules import group_status, page_status
+from bridge.status_rules import group_status
 from bridge.storage import add_update, create_notice
 from bridge.views_page import PAGE_CACHE
-from tests.conftest import check, status_data, web_config
+from tests.conftest import check, snapshot_of, status_data, web_config
 
 DAY = 86400.0
 FRESH = SourceHealth(stale=False, data_created=1_700_000_000.0)
@@ -46,9 +46,7 @@ def snapshot(groups: Sequence[Sequence[Status]], notices: Sequence[Notice] = (),
         comps = tuple(ComponentView(f"g{gi}c{ci}", f"C{ci}", f"g{gi}", "", s, s, 1, since=1_700_000_000.0 + ci)
                       for ci, s in enumerate(statuses))
         views.append(GroupView(f"g{gi}", f"G{gi}", "", group_status(list(statuses)), comps))
-    status, banner = page_status([g.status for g in views])
-    return Snapshot("Example", "https://status.example.org/", 1_700_000_100.0, 1_700_000_000.0, stale, None,
-                    status, banner, tuple(views), FRESH, tuple(notices))
+    return snapshot_of(tuple(views), tuple(notices), stale=stale)
 
 
 def notice(state: str, type_: str = "unplanned", components: tuple[str, ...] = (), id_: int = 1) -> Notice:
@@ -62,7 +60,7 @@ def notice(state: str, type_: str = "unplanned", components: tuple[str, ...] = (
 
 @pytest.mark.parametrize("status, expected", [
     (UP, "operational"), (PARTIAL, "degraded_performance"), (DOWN, "major_outage"),
-    (MAINT, "under_maintenance"), (NODATA, "operational"),
+    (MAINT, "under_maintenance"), (NODATA, "degraded_performance"),  # never "operational" without data
 ])
 def test_component_status_mapping(status: Status, expected: str) -> None:
     objs = statuspage_components.component_objects(snapshot([[status]]))
@@ -80,7 +78,7 @@ def test_component_status_mapping(status: Status, expected: str) -> None:
     ([UP, PARTIAL], "degraded_performance"),
     ([UP, MAINT], "under_maintenance"),
     ([MAINT, MAINT], "under_maintenance"),
-    ([NODATA, NODATA], "operational"),
+    ([NODATA, NODATA], "degraded_performance"),
     ([UP, NODATA], "operational"),
     ([NODATA, DOWN], "major_outage"),
 ])
@@ -94,7 +92,7 @@ def test_group_status_mapping(children: list[Status], expected: str) -> None:
 
 @pytest.mark.parametrize("groups, notices, expected", [
     ([[UP], [UP]], (), "none"),
-    ([[NODATA], [NODATA]], (), "none"),
+    ([[NODATA], [NODATA]], (), "minor"),  # nothing known: page unknown, never "none"
     ([[UP], [MAINT]], (), "maintenance"),
     ([[UP], [PARTIAL]], (), "minor"),
     ([[UP, DOWN], [UP]], (), "major"),
@@ -114,8 +112,8 @@ def test_group_status_mapping(children: list[Status], expected: str) -> None:
 def test_indicator_table(groups: list[list[Status]], notices: tuple[Notice, ...], expected: str) -> None:
     snap = snapshot(groups, notices)
     assert statuspage_components.indicator(snap) == expected
-    assert statuspage.status_doc(snap)["status"] == {
-        "indicator": expected, "description": statuspage_components.INDICATOR_TEXT[expected]}
+    text = snap.page.headline if snap.page.state == "unknown" else statuspage_components.INDICATOR_TEXT[expected]
+    assert statuspage.status_doc(snap)["status"] == {"indicator": expected, "description": text}
 
 
 @pytest.mark.parametrize("groups, n, expected", [
@@ -262,8 +260,9 @@ async def test_live_states_and_rollup(aiohttp_client, tmp_path) -> None:
         body = await get_json(client, "/api/v2/summary.json")
         return {c["id"]: c["status"] for c in body["components"]}, body["status"]["indicator"]
 
-    assert await view() == ({"web": "operational", "website": "operational", "data": "operational",
-                             "database": "operational"}, "none")  # no data yet: no claim of a problem
+    # No data yet: the page is unknown (minor, never none) and no component claims to be operational.
+    assert await view() == ({"web": "degraded_performance", "website": "degraded_performance",
+                             "data": "degraded_performance", "database": "degraded_performance"}, "minor")
     live.update(status_data(check("web-1", "HTTP", 1), check("db-1", "PostgreSQL")), FRESH)
     assert await view() == ({"web": "degraded_performance", "website": "degraded_performance",
                              "data": "operational", "database": "operational"}, "minor")

@@ -84,9 +84,10 @@ def _stale(message: str, colour: str, stale: bool) -> tuple[str, str]:
 
 
 def page_badge(snap: Snapshot) -> bytes:
-    """The whole page: the same rollup as the Statuspage status indicator."""
-    message, colour = _stale(*PAGE_MESSAGE[indicator(snap)], snap.stale)
-    return render("status", message, colour)
+    """The whole page: its state, worded as the Statuspage indicator rolls it up; grey "unknown" when unknown."""
+    if snap.page.state == "unknown":
+        return render("status", "unknown", GREY)
+    return render("status", *PAGE_MESSAGE[indicator(snap)])
 
 
 def _group_message(g: GroupView) -> tuple[str, str]:

@@ -181,7 +181,12 @@ def run_title(run: Run) -> str:
     return f"{span}: {label}" + ("" if run.percent is None else f", {percent_text(run.percent)}")
 
 
+# The page state's colour and icon, by the status that looks the same (grey "no data" for unknown).
+PAGE_CLASS = {"operational": "up", "minor": "partial", "major": "down", "maintenance": "maintenance",
+              "unknown": "nodata"}
+
 FILTERS: dict[str, Callable[..., Any]] = {
+    "page_class": PAGE_CLASS.__getitem__,
     "utc": utc_text,
     "iso": iso_utc,
     "label": lambda s: STATUS_NAME[Status(s)],

@@ -9,15 +9,18 @@ from typing import Any
 from bridge.model import ComponentView, GroupView, Snapshot, Status
 from bridge.notices import Notice, Override, active_overrides, timeline_state
 
-# Oxford knows only codes 0-2: maintenance is a problem reported (1) but not an outage, and
-# "no data" is not a problem reported at all, so a widget never turns red on missing data.
+# Oxford knows only codes 0-2. Maintenance is reported (1) but is not an outage. "No data" is 1 too:
+# 0 reads "Up" to every widget, and we cannot vouch for a component nothing reports on; 2 would claim
+# an outage. status_name says which it is.
 STATUS_CODE: dict[Status, int] = {
     Status.UP: 0,
     Status.PARTIAL: 1,
     Status.DOWN: 2,
     Status.MAINTENANCE: 1,
-    Status.NODATA: 0,
+    Status.NODATA: 1,
 }
+# The page state (bridge.page_state) as the overall code: only "operational" is 0, only "major" is 2.
+PAGE_CODE: dict[str, int] = {"operational": 0, "maintenance": 1, "minor": 1, "major": 2, "unknown": 1}
 STATUS_NAME: dict[Status, str] = {
     Status.UP: "Up",
     Status.PARTIAL: "Partial",
@@ -76,13 +79,17 @@ def _group(g: GroupView, overrides: dict[str, Override]) -> dict[str, Any]:
 
 def services_feed(snap: Snapshot) -> dict[str, Any]:
     """GET /api/services.json: the page, its groups and their services."""
+    page = snap.page
     return {
-        "overall_status_code": STATUS_CODE[snap.status],
-        "overall_status_name": snap.banner,
+        "overall_status_code": PAGE_CODE[page.state],
+        "overall_status_name": page.headline,
         # The monitoring data's time, not ours: a stuck Nagios must show an old timestamp.
         "last_updated": iso_utc(snap.data_created),
         "stale": bool(snap.stale),
         "stale_reason": snap.stale_reason,
+        # Extras after the seed's keys: the page state by name, and whether some components are stale.
+        "page_state": page.state,
+        "partly_stale": page.partly_stale,
         "page": {"name": snap.page_name, "url": snap.page_url},
         # Same rule and instant as the shown status, so "override" always explains "status".
         "groups": [_group(g, active_overrides(snap.overrides, snap.generated_at)) for g in snap.groups],

@@ -13,11 +13,11 @@ from bridge.notices import Notice
 from bridge.render.sorry_query import API, ComponentFilter, href, paged
 from bridge.status_rules import group_status
 
-# Sorry knows three states only. "No data" is no claim of a problem (as in the Oxford feed),
-# and partial/down both read "degraded"; the finer value is kept in the extra "status" key.
+# Sorry knows three states only: partial/down both read "degraded", and so does "no data", because a
+# component nothing reports on must never read "operational"; the finer value is in the extra "status" key.
 STATE: dict[Status, str] = {
     Status.UP: "operational",
-    Status.NODATA: "operational",
+    Status.NODATA: "degraded",
     Status.PARTIAL: "degraded",
     Status.DOWN: "degraded",
     Status.MAINTENANCE: "under_maintenance",
@@ -136,8 +136,8 @@ def status_doc(snap: Snapshot) -> dict[str, Any]:
     return {
         "page": {
             "name": snap.page_name,
-            "state": snap.page_state,
-            "state_text": STATE_TEXT.get(snap.page_state, snap.page_state),
+            "state": snap.sorry_state,
+            "state_text": STATE_TEXT.get(snap.sorry_state, snap.sorry_state),
             "url": snap.page_url,
             "links": {
                 "components": {"href": f"{API}/components", "count": _count_components(snap)},
@@ -145,8 +145,10 @@ def status_doc(snap: Snapshot) -> dict[str, Any]:
             },
             "created_at": iso_ms(created),
             "updated_at": iso_ms(updated),
-            # Extras: what monitoring says of the whole page, and whether that data is stale.
-            "status": snap.status.value,
+            # Extras: the page state every other surface shows (state above keeps Sorry's notice-driven
+            # meaning), and whether the monitoring data is stale.
+            "monitored_state": snap.page.state,
+            "monitored_state_text": snap.page.headline,
             "stale": bool(snap.stale),
         }
     }

@@ -7,16 +7,17 @@ import hashlib
 from typing import Any
 
 from bridge.model import ComponentView, GroupView, Snapshot, Status
-from bridge.notices import DEGRADING_STATES, ENDED_STATES, Notice, is_underway
+from bridge.notices import DEGRADING_STATES, ENDED_STATES, Notice
 from bridge.render.sorry import iso_ms
 
 TIME_ZONE = "Etc/UTC"  # every timestamp we emit is UTC
 
-# Statuspage has no "no data": like the Oxford and Sorry feeds, missing data is no claim of a problem.
-# The fine value is kept in the extra "status_bridge_status" key.
+# Statuspage has no "no data", and a consumer reading only "status" must never take a component nothing
+# reports on for operational: its mildest other value, degraded_performance, claims no outage. The fine
+# value is kept in the extra "status_bridge_status" key ("nodata").
 COMPONENT_STATUS: dict[Status, str] = {
     Status.UP: "operational",
-    Status.NODATA: "operational",
+    Status.NODATA: "degraded_performance",
     Status.PARTIAL: "degraded_performance",
     Status.DOWN: "major_outage",
     Status.MAINTENANCE: "under_maintenance",
@@ -73,32 +74,26 @@ def impact(snap: Snapshot, n: Notice, shown: dict[str, Status] | None = None) ->
         return "minor"
     shown = shown_statuses(snap) if shown is None else shown
     if any(shown.get(cid) is Status.DOWN for cid in n.components):
-        return "critical" if snap.status is Status.DOWN else "major"
+        return "critical" if snap.page.state == "major" else "major"
     return "minor"
 
 
+# The page state (bridge.page_state) as the indicator; "minor" is split as Statuspage rolls it up.
+# "unknown" is "minor" (a standard value that is not "none"), with the reason in the description.
+PAGE_INDICATOR = {"unknown": "minor", "major": "critical", "maintenance": "maintenance", "operational": "none"}
+
+
 def indicator(snap: Snapshot) -> str:
-    """The page rollup: worst of the shown component states and the impact of current incidents."""
-    statuses = {c.status for g in snap.groups for c in g.components}
-    if snap.status is Status.DOWN:  # every group down: our "Major problems reported"
-        level = "critical"
-    elif Status.DOWN in statuses:
-        level = "major"
-    elif Status.PARTIAL in statuses:
-        level = "minor"
-    elif Status.MAINTENANCE in statuses:
-        level = "maintenance"
-    else:
-        level = "none"
+    """The page state as a Statuspage indicator; problems are "major" when a component is down or an incident says so."""
+    level = PAGE_INDICATOR.get(snap.page.state)
+    if level is not None:
+        return level
+    if any(c.status is Status.DOWN for g in snap.groups for c in g.components):
+        return "major"
     shown = shown_statuses(snap)
-    levels = [level]
-    for n in snap.notices:
-        # Same rule as the Sorry page state: an incident in "recovering" no longer degrades the page.
-        if n.type == "unplanned" and n.state in DEGRADING_STATES:
-            levels.append(impact(snap, n, shown))
-        elif is_underway(n):
-            levels.append("maintenance")
-    return max(levels, key=INDICATORS.index)
+    # Same rule as the page state: an incident in "recovering" no longer degrades the page.
+    levels = [impact(snap, n, shown) for n in snap.notices if n.type == "unplanned" and n.state in DEGRADING_STATES]
+    return max(["minor", *levels], key=INDICATORS.index)
 
 
 def page_object(snap: Snapshot) -> dict[str, Any]:
@@ -118,7 +113,8 @@ def page_object(snap: Snapshot) -> dict[str, Any]:
 def status_object(snap: Snapshot) -> dict[str, str]:
     """{"indicator", "description"}."""
     level = indicator(snap)
-    return {"indicator": level, "description": INDICATOR_TEXT[level]}
+    text = snap.page.headline if snap.page.state == "unknown" else INDICATOR_TEXT[level]
+    return {"indicator": level, "description": text}
 
 
 def _component(snap: Snapshot, c: ComponentView, position: int, created: float, pid: str) -> dict[str, Any]:

@@ -12,7 +12,12 @@
   }
   if (!script || !script.src) return;
   var base = new URL(".", script.src).href;
-  var COLOURS = { 0: "#1a7f37", 1: "#9a6700", 2: "#cf222e" };
+  // Page states and statuses by name (the page's palette); anything else, unknown and "no data" are grey.
+  var COLOURS = {
+    operational: "#1a7f37", up: "#1a7f37", minor: "#9a6700", partial: "#9a6700", major: "#cf222e",
+    down: "#cf222e", maintenance: "#0969da"
+  };
+  var BY_CODE = { 0: "up", 1: "partial", 2: "down" }; // feeds from before page_state/status existed
   var GREY = "#59636e";
   var mode = script.getAttribute("data-mode") === "cors" ? "cors" : "jsonp";
   var refresh = parseInt(script.getAttribute("data-refresh") || "60", 10);
@@ -30,8 +35,8 @@
     return node;
   }
 
-  function badge(code, name) {
-    var colour = COLOURS[code] || GREY;
+  function badge(kind, name) {
+    var colour = COLOURS.hasOwnProperty(kind) ? COLOURS[kind] : GREY;
     var span = el("span", null, { color: colour, fontWeight: "600", whiteSpace: "nowrap" });
     var dot = el("span", "\u25CF ", { color: colour });
     dot.setAttribute("aria-hidden", "true");
@@ -40,16 +45,20 @@
     return span;
   }
 
+  function groupStale(g) {
+    var s = Array.isArray(g.services) ? g.services : [];
+    for (var i = 0; i < s.length; i++) if (s[i] && s[i].stale) return true;
+    return false;
+  }
+
   function render(data) {
     var box = el("div", null, { font: "inherit", lineHeight: "1.5", maxWidth: "28em" });
     box.className = "status-bridge-widget";
     var head = el("a", null, { fontWeight: "700", textDecoration: "none", color: "inherit" });
     head.href = base;
-    if (data.stale) {
-      head.appendChild(badge(-1, "Status unknown (monitoring data is stale)"));
-    } else {
-      head.appendChild(badge(data.overall_status_code, data.overall_status_name));
-    }
+    // The page state decides the colour ("unknown" is grey whatever its code); older feeds: stale flag, code.
+    var state = data.page_state || (data.stale ? "unknown" : BY_CODE[data.overall_status_code]);
+    head.appendChild(badge(state, data.overall_status_name || "Status unknown"));
     box.appendChild(head);
     var list = el("ul", null, { listStyle: "none", margin: ".3em 0 0", padding: "0" });
     var groups = Array.isArray(data.groups) ? data.groups : [];
@@ -57,7 +66,8 @@
       var g = groups[i] || {};
       var item = el("li", null, { display: "flex", justifyContent: "space-between", gap: "1em" });
       item.appendChild(el("span", g.name));
-      item.appendChild(badge(data.stale ? -1 : g.status_code, g.status_name + (data.stale ? " (last known)" : "")));
+      var last = data.stale || groupStale(g);
+      item.appendChild(badge(last ? "unknown" : g.status || BY_CODE[g.status_code], g.status_name + (last ? " (last known)" : "")));
       list.appendChild(item);
     }
     box.appendChild(list);
