@@ -18,6 +18,7 @@ from aiohttp import web
 from bridge.keys import DB, REFRESH
 from bridge.storage import create_notice, create_override
 from tests.conftest import REPO, require_binary, require_real
+from tests.page_states import SCENARIOS
 from tests.test_page import BANNERS, feed, new_app
 
 pytestmark = pytest.mark.real
@@ -132,15 +133,44 @@ def set_scheme(drv: Any, scheme: str) -> None:
     drv.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": scheme}]})
 
 
-@pytest.mark.parametrize("state", ["up", "partial", "down"])
-def test_banner_per_state(driver: Any, servers: Servers, tmp_path: Path, state: str) -> None:
-    _app, base = status_app(servers, state, tmp_path)
+# The page's light palette (page.css) and widget.js's colours, by page state.
+STATE_RGB = {"operational": "rgb(26, 127, 55)", "minor": "rgb(154, 103, 0)", "major": "rgb(207, 34, 46)",
+             "maintenance": "rgb(9, 105, 218)", "unknown": "rgb(89, 99, 110)"}
+
+
+def widget_host(servers: Servers, base: str, mode: str = "jsonp") -> str:
+    """Another origin serving a page that embeds base's widget into #status; returns its URL."""
+    host = web.Application()
+    html = ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>Host</title></head><body>"
+            "<h1>Another site</h1><div id=status></div>"
+            f'<script src="{base}/widget.js" data-target="#status" data-mode="{mode}" async></script></body></html>')
+
+    async def host_page(request: web.Request) -> web.Response:
+        return web.Response(text=html, content_type="text/html")
+
+    host.router.add_get("/", host_page)
+    host_base = servers.serve(host)
+    assert host_base != base  # another origin (port)
+    return host_base + "/"
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_page_and_widget_per_state(driver: Any, servers: Servers, tmp_path: Path, name: str) -> None:
+    scenario = SCENARIOS[name]
+    app = servers.call(lambda: new_app(tmp_path=tmp_path))
+    base = servers.serve(app)
+    servers.call(lambda: scenario.feed(app))
     driver.get(base + "/")
-    assert driver.find_element("css selector", ".banner strong").text == BANNERS[state]
-    assert driver.title == f"Test page: {BANNERS[state]}"
+    assert driver.find_element("css selector", ".banner strong").text == scenario.headline
+    assert driver.title == f"Test page: {scenario.headline}"
     colour = driver.execute_script("return getComputedStyle(document.querySelector('.banner')).backgroundColor")
-    expected = {"up": "rgb(26, 127, 55)", "partial": "rgb(154, 103, 0)", "down": "rgb(207, 34, 46)"}[state]
-    assert colour == expected
+    assert colour == STATE_RGB[scenario.state]
+    driver.get(widget_host(servers, base))
+    wait_for(driver, "document.querySelectorAll('#status li').length === 2")
+    head = driver.find_element("css selector", "#status a > span")
+    assert head.text.endswith(scenario.headline)
+    assert head.value_of_css_property("color") in (STATE_RGB[scenario.state], STATE_RGB[scenario.state].replace(
+        "rgb(", "rgba(").replace(")", ", 1)"))
 
 
 def test_groups_expand_and_collapse(driver: Any, servers: Servers, tmp_path: Path) -> None:
@@ -173,18 +203,7 @@ def test_auto_refresh_updates_in_place(driver: Any, servers: Servers, tmp_path: 
 @pytest.mark.parametrize("mode", ["jsonp", "cors"])
 def test_widget_loads_cross_origin(driver: Any, servers: Servers, tmp_path: Path, mode: str) -> None:
     _app, base = status_app(servers, "partial", tmp_path)
-    host = web.Application()
-    html = ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>Host</title></head><body>"
-            "<h1>Another site</h1><div id=status></div>"
-            f'<script src="{base}/widget.js" data-target="#status" data-mode="{mode}" async></script></body></html>')
-
-    async def host_page(request: web.Request) -> web.Response:
-        return web.Response(text=html, content_type="text/html")
-
-    host.router.add_get("/", host_page)
-    host_base = servers.serve(host)
-    assert host_base != base  # another origin (port)
-    driver.get(host_base + "/")
+    driver.get(widget_host(servers, base, mode))
     wait_for(driver, "document.querySelectorAll('#status li').length === 2")
     box = driver.find_element("id", "status")
     assert box.find_element("css selector", "a").text.endswith(BANNERS["partial"])
