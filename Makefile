@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Real Statuspage consumers for tests/test_statuspage_consumers.py; their old pins clash with ours.
+CONSUMERS := .venv-consumers/.installed
 
 .PHONY: run test soak bench check-config clean
 
@@ -16,16 +18,21 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+$(CONSUMERS): tests/consumers/requirements.txt $(STAMP)
+	$(PYTHON) -m venv .venv-consumers
+	.venv-consumers/bin/python -m pip install -q -r tests/consumers/requirements.txt
+	touch $(CONSUMERS)
+
 run: $(STAMP)
 	$(BIN)/status-bridge demo
 
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.
-test: $(STAMP)
+test: $(STAMP) $(CONSUMERS)
 	@$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest ran no tests" >&2; exit 1; fi; exit $$rc
 
 # Longer bounded reliability runs (1,000 connections, repeated kill -9); a later -m overrides addopts' "not soak".
-soak: $(STAMP)
+soak: $(STAMP) $(CONSUMERS)
 	@$(BIN)/python -m pytest -q -p no:cacheprovider -m soak $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make soak: pytest ran no tests" >&2; exit 1; fi; exit $$rc
 
@@ -43,4 +50,4 @@ bench: $(STAMP)
 	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/metrics.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv-consumers build *.egg-info
