@@ -12,19 +12,13 @@ from typing import Any
 from aiohttp import web
 
 from bridge import admin_ops as ops
-from bridge.admin_input import (
-    InputError,
-    component_ids,
-    known_ids,
-    parse_components,
-    parse_notice,
-    parse_override,
-)
+from bridge.admin_input import InputError, known_ids, parse_components, parse_notice
 from bridge.auth import admin_auth_error as _auth_error
 from bridge.front import ADMIN_PREFIX, route
 from bridge.http import ApiError
 from bridge.keys import DB, LIVE, REFRESH, SETTINGS
 from bridge.notices import Notice, Override, timeline_state
+from bridge.override_input import component_ids, parse_override
 from bridge.render.sorry import iso_ms
 from bridge.storage import list_notices, list_overrides
 
@@ -66,13 +60,14 @@ def notice_json(n: Notice, now: float, recent_days: float = 7.0) -> dict[str, An
 
 
 def override_json(o: Override, now: float) -> dict[str, Any]:
-    """An override and whether it is in force now."""
+    """An override and whether it is in force now; message is what the public sees, reason is for administrators."""
     return {
         "id": o.id,
         "component": o.component_id,
         "status": o.status.value,
         "starts_at": iso_ms(o.starts_at),
         "ends_at": iso_ms(o.ends_at),
+        "message": o.message,
         "reason": o.reason,
         "created_at": iso_ms(o.created_at),
         "active": o.active(now),
@@ -222,7 +217,7 @@ async def overrides_list(request: web.Request) -> web.Response:
 
 @admin
 async def overrides_create(request: web.Request) -> web.Response:
-    """POST /api/v1/admin/overrides: {component, status, starts_at?, ends_at?, reason}."""
+    """POST /api/v1/admin/overrides: {component, status, starts_at?, ends_at?, message?, reason?}."""
     now = _now(request)
     spec = parse_override(await read_json(request), component_ids(request.app[LIVE].config), now)
     override = ops.add_override(request.app[DB], spec, now)
@@ -231,6 +226,17 @@ async def overrides_create(request: web.Request) -> web.Response:
     resp = _reply("override", override_json(override, _now(request)), 201)
     resp.headers["Location"] = f"{PREFIX}/overrides/{override.id}"
     return resp
+
+
+@admin
+async def overrides_patch(request: web.Request) -> web.Response:
+    """PATCH /api/v1/admin/overrides/{id}: status, starts_at, ends_at, message, reason (null clears the texts)."""
+    override_id = _id(request, "override")
+    body = await read_json(request)
+    override, fields = ops.patch_override(request.app[DB], override_id, body, _now(request))
+    log.info("admin: changed override %d (%s)", override_id, ", ".join(fields))
+    _refresh(request)
+    return _reply("override", override_json(override, _now(request)))
 
 
 @admin
@@ -253,4 +259,5 @@ def add_admin_routes(app: web.Application) -> None:
     route(app, "PUT", f"{PREFIX}/notices/{{id}}/components", notices_put_components)
     route(app, "GET", f"{PREFIX}/overrides", overrides_list)
     route(app, "POST", f"{PREFIX}/overrides", overrides_create)
+    route(app, "PATCH", f"{PREFIX}/overrides/{{id}}", overrides_patch)
     route(app, "DELETE", f"{PREFIX}/overrides/{{id}}", overrides_delete)

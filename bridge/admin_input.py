@@ -1,4 +1,8 @@
-"""Validation of admin input (API bodies and CLI options alike): one InputError naming the field path."""
+"""Validation of admin input (API bodies and CLI options alike): one InputError naming the field path.
+
+The field rules here (times, one-line text, known ids) are shared; notices are parsed here, overrides in
+bridge.override_input.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bridge.config import Config
-from bridge.model import Status
-from bridge.notices import OVERRIDE_STATUSES, STATES, Notice
+from bridge.notices import STATES, Notice
 
 SUBJECT_MAX = 200
 CONTENT_MAX = 10_000
-REASON_MAX = 1_000
 TIME_TEXT_MAX = 64
 EPOCH_MAX = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last instant datetime can show
 NUMERIC = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
@@ -34,7 +36,6 @@ DEFAULT_CONTENT = {
     "underway": "This maintenance is underway.",
     "complete": "This maintenance is complete.",
 }
-OVERRIDE_VALUES = tuple(s.value for s in OVERRIDE_STATUSES)
 
 
 class InputError(ValueError):
@@ -74,25 +75,9 @@ class UpdateInput:
     content: str
 
 
-@dataclass(frozen=True)
-class OverrideInput:
-    """A validated new override."""
-
-    component_id: str
-    status: Status
-    starts_at: float
-    ends_at: float | None
-    reason: str
-
-
 def known_ids(config: Config) -> frozenset[str]:
     """Ids a notice may link to: every component and every group (Sorry's parent components)."""
     return frozenset({c.id for c in config.components()} | {g.id for g in config.groups})
-
-
-def component_ids(config: Config) -> frozenset[str]:
-    """Ids an override may name: components only, as the shown status is per component."""
-    return frozenset(c.id for c in config.components())
 
 
 def parse_time(value: object, field: str) -> float:
@@ -125,13 +110,13 @@ def parse_time(value: object, field: str) -> float:
 
 def parse_notice(body: object, known: Collection[str]) -> NoticeInput:
     """A new notice: type, state (default by type), subject, content (default by state), components, schedule."""
-    obj = _object(body, ("type", "state", "subject", "content", "components", "begins_at", "ends_at"))
+    obj = json_object(body, ("type", "state", "subject", "content", "components", "begins_at", "ends_at"))
     if "type" not in obj:
         raise InputError("type", "required: planned or unplanned")
-    type_ = _choice(obj, "type", tuple(STATES))
-    state = _choice(obj, "state", STATES[type_]) if "state" in obj else DEFAULT_STATE[type_]
+    type_ = choice_field(obj, "type", tuple(STATES))
+    state = choice_field(obj, "state", STATES[type_]) if "state" in obj else DEFAULT_STATE[type_]
     subject = _subject(obj)
-    content = _text(obj, "content", CONTENT_MAX, multiline=True) if "content" in obj else DEFAULT_CONTENT[state]
+    content = text_field(obj, "content", CONTENT_MAX, multiline=True) if "content" in obj else DEFAULT_CONTENT[state]
     components = _components(obj["components"], known, "components") if "components" in obj else ()
     begins_at = ends_at = None
     if type_ == "planned":
@@ -139,7 +124,7 @@ def parse_notice(body: object, known: Collection[str]) -> NoticeInput:
             if obj.get(key) is None:
                 raise InputError(key, "required for planned maintenance")
         begins_at, ends_at = parse_time(obj["begins_at"], "begins_at"), parse_time(obj["ends_at"], "ends_at")
-        _ordered(begins_at, ends_at, "ends_at")
+        ordered(begins_at, ends_at, "ends_at")
     else:
         _no_schedule(obj)
     return NoticeInput(type_, state, subject, content, components, begins_at, ends_at)
@@ -147,7 +132,7 @@ def parse_notice(body: object, known: Collection[str]) -> NoticeInput:
 
 def parse_notice_patch(body: object, known: Collection[str], notice: Notice) -> NoticePatch:
     """Changes to an existing notice; the resulting schedule is checked against the stored one."""
-    obj = _object(body, ("subject", "begins_at", "ends_at", "components"))
+    obj = json_object(body, ("subject", "begins_at", "ends_at", "components"))
     if not obj:
         raise InputError("body", "nothing to change: give subject, begins_at, ends_at or components")
     fields: dict[str, Any] = {}
@@ -162,7 +147,7 @@ def parse_notice_patch(body: object, known: Collection[str], notice: Notice) -> 
         begins = fields.get("begins_at", notice.begins_at)
         ends = fields.get("ends_at", notice.ends_at)
         if begins is not None and ends is not None and ("begins_at" in fields or "ends_at" in fields):
-            _ordered(begins, ends, "ends_at" if "ends_at" in fields else "begins_at")
+            ordered(begins, ends, "ends_at" if "ends_at" in fields else "begins_at")
     else:
         _no_schedule(obj)
     components = _components(obj["components"], known, "components") if "components" in obj else None
@@ -171,42 +156,22 @@ def parse_notice_patch(body: object, known: Collection[str], notice: Notice) -> 
 
 def parse_update(body: object, notice: Notice) -> UpdateInput:
     """A progress update: state (one of the notice type's; default: unchanged) and required content."""
-    obj = _object(body, ("state", "content"))
-    state = _choice(obj, "state", STATES[notice.type]) if "state" in obj else notice.state
+    obj = json_object(body, ("state", "content"))
+    state = choice_field(obj, "state", STATES[notice.type]) if "state" in obj else notice.state
     if "content" not in obj:
         raise InputError("content", "required: the text of the update")
-    return UpdateInput(state, _text(obj, "content", CONTENT_MAX, multiline=True))
+    return UpdateInput(state, text_field(obj, "content", CONTENT_MAX, multiline=True))
 
 
 def parse_components(body: object, known: Collection[str]) -> tuple[str, ...]:
     """A {"components": [...]} body replacing a notice's component links."""
-    obj = _object(body, ("components",))
+    obj = json_object(body, ("components",))
     if "components" not in obj:
         raise InputError("components", "required: a list of component ids")
     return _components(obj["components"], known, "components")
 
 
-def parse_override(body: object, components: Collection[str], now: float) -> OverrideInput:
-    """A new override: component, status, starts_at (default now), optional ends_at, reason."""
-    obj = _object(body, ("component", "status", "starts_at", "ends_at", "reason"))
-    if "component" not in obj:
-        raise InputError("component", "required: a component id")
-    component = _known(obj["component"], components, "component")
-    if "status" not in obj:
-        raise InputError("status", f"required: one of {', '.join(OVERRIDE_VALUES)}")
-    status = Status(_choice(obj, "status", OVERRIDE_VALUES))
-    starts_at = parse_time(obj["starts_at"], "starts_at") if obj.get("starts_at") is not None else now
-    ends_at = parse_time(obj["ends_at"], "ends_at") if obj.get("ends_at") is not None else None
-    if ends_at is not None:
-        _ordered(starts_at, ends_at, "ends_at", "starts_at")
-        if ends_at <= now:
-            raise InputError("ends_at", "is in the past: the override would never show")
-    if "reason" not in obj:
-        raise InputError("reason", "required: why the shown status is replaced")
-    return OverrideInput(component, status, starts_at, ends_at, _text(obj, "reason", REASON_MAX, multiline=False))
-
-
-def _object(body: object, allowed: tuple[str, ...]) -> Mapping[str, Any]:
+def json_object(body: object, allowed: tuple[str, ...]) -> Mapping[str, Any]:
     """The body as a JSON object with only allowed keys."""
     if not isinstance(body, dict):
         raise InputError("body", "must be a JSON object")
@@ -216,7 +181,7 @@ def _object(body: object, allowed: tuple[str, ...]) -> Mapping[str, Any]:
     return body
 
 
-def _choice(obj: Mapping[str, Any], key: str, choices: tuple[str, ...]) -> str:
+def choice_field(obj: Mapping[str, Any], key: str, choices: tuple[str, ...]) -> str:
     """A string that is one of choices."""
     value = obj[key]
     if not isinstance(value, str):
@@ -226,7 +191,7 @@ def _choice(obj: Mapping[str, Any], key: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _text(obj: Mapping[str, Any], key: str, limit: int, *, multiline: bool) -> str:
+def text_field(obj: Mapping[str, Any], key: str, limit: int, *, multiline: bool) -> str:
     """A non-empty string of at most limit characters (stripped), free of control characters."""
     value = obj[key]
     if not isinstance(value, str):
@@ -245,10 +210,10 @@ def _subject(obj: Mapping[str, Any]) -> str:
     """The required one-line subject."""
     if "subject" not in obj:
         raise InputError("subject", "required: a one-line summary")
-    return _text(obj, "subject", SUBJECT_MAX, multiline=False)
+    return text_field(obj, "subject", SUBJECT_MAX, multiline=False)
 
 
-def _known(value: object, known: Collection[str], field: str) -> str:
+def known_id(value: object, known: Collection[str], field: str) -> str:
     """A string naming one of the known ids."""
     if not isinstance(value, str):
         raise InputError(field, "must be a string (a component id)")
@@ -261,10 +226,10 @@ def _components(value: object, known: Collection[str], field: str) -> tuple[str,
     """A list of known component ids, duplicates dropped, order kept."""
     if not isinstance(value, list):
         raise InputError(field, "must be a list of component ids")
-    return tuple(dict.fromkeys(_known(v, known, f"{field}[{i}]") for i, v in enumerate(value)))
+    return tuple(dict.fromkeys(known_id(v, known, f"{field}[{i}]") for i, v in enumerate(value)))
 
 
-def _ordered(start: float, end: float, field: str, start_name: str = "begins_at") -> None:
+def ordered(start: float, end: float, field: str, start_name: str = "begins_at") -> None:
     """End strictly after start; field is the one the caller changed (reported)."""
     if end <= start:
         raise InputError(field, f"must be after {start_name}" if field == "ends_at" else "must be before ends_at")

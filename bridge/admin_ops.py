@@ -1,7 +1,7 @@
 """Notice and override writes shared by the admin API and the CLI: checked against the stored row under one lock.
 
 Input that stands alone (a new notice, a new override, a component list) is parsed by the edge first, so a
-CLI typo is reported before the database is opened; input that depends on the stored notice (a patch, a
+CLI typo is reported before the database is opened; input that depends on the stored row (a patch, a
 progress update) is parsed here, inside the write transaction, so no concurrent writer slips in between.
 Edges map NotFound and InputError to their own shape (HTTP 404/422, CLI exit 1/2).
 """
@@ -13,21 +13,19 @@ from typing import NamedTuple
 
 from sqlite_utils import Database
 
-from bridge.admin_input import (
-    NoticeInput,
-    OverrideInput,
-    parse_notice_patch,
-    parse_update,
-)
+from bridge.admin_input import NoticeInput, parse_notice_patch, parse_update
 from bridge.database import write_transaction
 from bridge.notices import Notice, Override
+from bridge.override_input import OverrideInput, parse_override_patch
 from bridge.storage import (
     add_update,
     create_notice,
     create_override,
     delete_override,
     get_notice,
+    get_override,
     update_notice,
+    update_override,
 )
 
 
@@ -104,8 +102,21 @@ def add_override(db: Database, spec: OverrideInput, now: float) -> Override:
         starts_at=spec.starts_at,
         ends_at=spec.ends_at,
         reason=spec.reason,
+        message=spec.message,
         now=now,
     )
+
+
+def patch_override(db: Database, override_id: int, body: object, now: float) -> tuple[Override, tuple[str, ...]]:
+    """Change status/window/message/reason; the new window is checked against the stored one (InputError)."""
+    with write_transaction(db):
+        stored = get_override(db, override_id)
+        if stored is None:
+            raise NotFound("override", override_id)
+        fields = parse_override_patch(body, stored, now)
+        updated = update_override(db, override_id, **fields)
+    assert updated is not None  # the write lock was held since the read
+    return updated, tuple(fields)
 
 
 def remove_override(db: Database, override_id: int) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from bridge import __version__
 from bridge.auth import PUSH_TOKENS_ENV, push_token_set
 from bridge.cli_admin import add_admin_commands, load_admin_tokens, load_tokens
+from bridge.cli_overrides import add_override_commands
 from bridge.config import Config, ConfigError
 from bridge.config_load import load_config, parse_config
 from bridge.logs import setup_logging
@@ -219,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--db", type=Path, help=DB_HELP)
     get.set_defaults(func=cmd_get)
     add_admin_commands(sub)
+    add_override_commands(sub)
     return p
 
 

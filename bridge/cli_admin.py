@@ -1,4 +1,4 @@
-"""CLI for notices and overrides: writes the daemon's SQLite file directly, with the admin API's validation."""
+"""CLI for notices, and the helpers the override CLI shares: writes the daemon's SQLite file with the API's validation."""
 
 from __future__ import annotations
 
@@ -15,21 +15,15 @@ from typing import Any
 from sqlite_utils import Database
 
 from bridge import admin_ops as ops
-from bridge.admin import notice_json, override_json
-from bridge.admin_input import (
-    InputError,
-    component_ids,
-    known_ids,
-    parse_notice,
-    parse_override,
-)
+from bridge.admin import notice_json
+from bridge.admin_input import InputError, known_ids, parse_notice
 from bridge.auth import TokenFileError, TokenSet, admin_token_set
 from bridge.config import ConfigError
 from bridge.config_load import load_config
 from bridge.database import open_db, write_transaction
-from bridge.notices import Notice, Override, timeline_state
+from bridge.notices import Notice, timeline_state
 from bridge.settings import default_db_path
-from bridge.storage import list_notices, list_overrides
+from bridge.storage import list_notices
 
 DB_HELP = "SQLite file the daemon uses (default: $STATE_DIRECTORY or /var/lib/status-bridge, status-bridge.db)"
 CONFIG_HELP = "TOML config file, to check component ids against"
@@ -61,7 +55,7 @@ def load_admin_tokens(path: Path | None) -> tuple[str, ...]:
     return load_tokens(lambda: admin_token_set(path))
 
 
-def _db(args: argparse.Namespace, must_exist: bool) -> Database:
+def open_cli_db(args: argparse.Namespace, must_exist: bool) -> Database:
     """Open the daemon's database (readers do not create one where none exists)."""
     path = Path(args.db) if args.db else default_db_path()
     if must_exist and not path.exists():
@@ -72,7 +66,7 @@ def _db(args: argparse.Namespace, must_exist: bool) -> Database:
         raise CliError("db", f"cannot open {path}: {e}", 1) from None
 
 
-def _ids(args: argparse.Namespace, pick: Callable[[Any], frozenset[str]], needed: bool) -> frozenset[str]:
+def known_cli_ids(args: argparse.Namespace, pick: Callable[[Any], frozenset[str]], needed: bool) -> frozenset[str]:
     """Known ids from --config; without one, naming components is an error."""
     if args.config is None:
         if needed:
@@ -84,19 +78,19 @@ def _ids(args: argparse.Namespace, pick: Callable[[Any], frozenset[str]], needed
         raise CliError("config", f"invalid configuration:\n{e}") from None
 
 
-def _body(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+def option_body(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
     """The options that were given, as an API-style body (so the API's rules and messages apply)."""
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
-def _when(epoch: float | None) -> str:
+def short_time(epoch: float | None) -> str:
     """A short UTC time for tables."""
     if epoch is None:
         return "-"
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%MZ")
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A plain left-aligned text table."""
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
     lines = [headers, ["-" * w for w in widths], *rows]
@@ -111,39 +105,31 @@ def _print_notice(n: Notice, args: argparse.Namespace, now: float) -> None:
     print(f"notice {n.id}: {n.subject}")
     print(f"  type {n.type}, state {n.state}, timeline {timeline_state(n, now)}")
     if n.type == "planned":
-        print(f"  scheduled {_when(n.begins_at)} to {_when(n.ends_at)}")
-    print(f"  began {_when(n.began_at)}, ended {_when(n.ended_at)}")
+        print(f"  scheduled {short_time(n.begins_at)} to {short_time(n.ends_at)}")
+    print(f"  began {short_time(n.began_at)}, ended {short_time(n.ended_at)}")
     print(f"  components: {', '.join(n.components) or '(none)'}")
     for u in n.updates:
-        print(f"  [{_when(u.created_at)}] {u.state}: {u.content}")
-
-
-def _print_override(o: Override, args: argparse.Namespace, now: float) -> None:
-    """One override as JSON (--json) or one line."""
-    if args.json:
-        print(json.dumps({"override": override_json(o, now)}, indent=2, ensure_ascii=False))
-    else:
-        print(f"override {o.id}: {o.component_id} {o.status.value} from {_when(o.starts_at)} until {_when(o.ends_at)}: {o.reason}")
+        print(f"  [{short_time(u.created_at)}] {u.state}: {u.content}")
 
 
 def cmd_notice_create(args: argparse.Namespace) -> None:
     """status-bridge notice create: a new incident (unplanned) or maintenance (planned)."""
-    known = _ids(args, known_ids, needed=bool(args.components))
-    spec = parse_notice(_body(args, ("type", "state", "subject", "content", "components", "begins_at", "ends_at")), known)
+    known = known_cli_ids(args, known_ids, needed=bool(args.components))
+    spec = parse_notice(option_body(args, ("type", "state", "subject", "content", "components", "begins_at", "ends_at")), known)
     now = time.time()
-    _print_notice(ops.add_notice(_db(args, False), spec, now), args, now)
+    _print_notice(ops.add_notice(open_cli_db(args, False), spec, now), args, now)
 
 
 def cmd_notice_update(args: argparse.Namespace) -> None:
     """status-bridge notice update ID: change subject/schedule/components and/or add a progress update."""
     if args.clear_components:
         args.components = []
-    patch_body = _body(args, ("subject", "begins_at", "ends_at", "components"))
-    update_body = _body(args, ("state", "content"))
+    patch_body = option_body(args, ("subject", "begins_at", "ends_at", "components"))
+    update_body = option_body(args, ("state", "content"))
     if not patch_body and not update_body:
         raise CliError("update", "nothing to change: give --state/--content, --subject, --begins-at, --ends-at or --component")
-    known = _ids(args, known_ids, needed=bool(args.components))
-    db, now = _db(args, True), time.time()
+    known = known_cli_ids(args, known_ids, needed=bool(args.components))
+    db, now = open_cli_db(args, True), time.time()
     # Both changes in one transaction: a bad update text must not leave the patch half applied.
     with write_transaction(db):
         n = ops.patch_notice(db, args.id, patch_body, known, now).notice if patch_body else ops.read_notice(db, args.id)
@@ -155,7 +141,7 @@ def cmd_notice_update(args: argparse.Namespace) -> None:
 def cmd_notice_list(args: argparse.Namespace) -> None:
     """status-bridge notice list: every notice, newest first."""
     now = time.time()
-    notices = [n for n in list_notices(_db(args, True)) if args.type is None or n.type == args.type]
+    notices = [n for n in list_notices(open_cli_db(args, True)) if args.type is None or n.type == args.type]
     if args.json:
         print(json.dumps({"notices": [notice_json(n, now) for n in notices]}, indent=2, ensure_ascii=False))
         return
@@ -165,48 +151,19 @@ def cmd_notice_list(args: argparse.Namespace) -> None:
             n.type,
             n.state,
             timeline_state(n, now),
-            _when(n.begins_at if n.type == "planned" else n.began_at),
-            _when(n.ends_at if n.type == "planned" else n.ended_at),
+            short_time(n.begins_at if n.type == "planned" else n.began_at),
+            short_time(n.ends_at if n.type == "planned" else n.ended_at),
             ",".join(n.components) or "-",
             n.subject if len(n.subject) <= 60 else n.subject[:57] + "...",
         ]
         for n in notices
     ]
-    print(_table(["ID", "TYPE", "STATE", "TIMELINE", "STARTS", "ENDS", "COMPONENTS", "SUBJECT"], rows))
+    print(text_table(["ID", "TYPE", "STATE", "TIMELINE", "STARTS", "ENDS", "COMPONENTS", "SUBJECT"], rows))
 
 
 def cmd_notice_show(args: argparse.Namespace) -> None:
     """status-bridge notice show ID: a notice with its components and every update."""
-    _print_notice(ops.read_notice(_db(args, True), args.id), args, time.time())
-
-
-def cmd_override_add(args: argparse.Namespace) -> None:
-    """status-bridge override add: replace a component's shown status for a window."""
-    components = _ids(args, component_ids, needed=True)
-    now = time.time()
-    spec = parse_override(_body(args, ("component", "status", "starts_at", "ends_at", "reason")), components, now)
-    _print_override(ops.add_override(_db(args, False), spec, now), args, now)
-
-
-def cmd_override_list(args: argparse.Namespace) -> None:
-    """status-bridge override list: every stored override (past, current, future)."""
-    now = time.time()
-    overrides = list_overrides(_db(args, True))
-    if args.json:
-        print(json.dumps({"overrides": [override_json(o, now) for o in overrides]}, indent=2, ensure_ascii=False))
-        return
-
-    def when(o: Override) -> str:
-        return "active" if o.active(now) else ("future" if o.starts_at > now else "ended")
-
-    rows = [[str(o.id), o.component_id, o.status.value, when(o), _when(o.starts_at), _when(o.ends_at), o.reason] for o in overrides]
-    print(_table(["ID", "COMPONENT", "STATUS", "NOW", "STARTS", "ENDS", "REASON"], rows))
-
-
-def cmd_override_remove(args: argparse.Namespace) -> None:
-    """status-bridge override remove ID: delete an override (the shown status reverts to the monitored one)."""
-    ops.remove_override(_db(args, True), args.id)
-    print(json.dumps({"removed": args.id}) if args.json else f"removed override {args.id}")
+    _print_notice(ops.read_notice(open_cli_db(args, True), args.id), args, time.time())
 
 
 def _run(func: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], int]:
@@ -229,7 +186,7 @@ def _run(func: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Names
     return wrapper
 
 
-def _command(sub: Any, name: str, func: Callable[[argparse.Namespace], None], help: str) -> argparse.ArgumentParser:
+def subcommand(sub: Any, name: str, func: Callable[[argparse.Namespace], None], help: str) -> argparse.ArgumentParser:
     """A subcommand with --db and --json."""
     p = sub.add_parser(name, help=help, description=func.__doc__)
     p.set_defaults(func=_run(func))
@@ -238,7 +195,7 @@ def _command(sub: Any, name: str, func: Callable[[argparse.Namespace], None], he
     return p
 
 
-def _id(value: str) -> int:
+def numeric_id(value: str) -> int:
     """A positive integer id."""
     if not value.isdigit() or len(value) > 15:
         raise argparse.ArgumentTypeError(f"expected a numeric id, got {value!r}")
@@ -246,7 +203,7 @@ def _id(value: str) -> int:
 
 
 def add_admin_commands(sub: Any) -> None:
-    """Add `notice create|update|list|show` and `override add|list|remove` to the CLI."""
+    """Add `notice create|update|list|show` to the CLI."""
     notice = sub.add_parser(
         "notice",
         help="create, update and list incidents and maintenance",
@@ -254,7 +211,7 @@ def add_admin_commands(sub: Any) -> None:
     )
     nsub = notice.add_subparsers(dest="notice_command", required=True, metavar="ACTION")
 
-    create = _command(nsub, "create", cmd_notice_create, "create a notice")
+    create = subcommand(nsub, "create", cmd_notice_create, "create a notice")
     create.add_argument("--config", "-c", type=Path, help=CONFIG_HELP + " (required with --component)")
     create.add_argument("--type", help="unplanned (incident) or planned (maintenance)", required=True)
     create.add_argument("--subject", help="one-line summary (at most 200 characters)", required=True)
@@ -264,8 +221,8 @@ def add_admin_commands(sub: Any) -> None:
     create.add_argument("--begins-at", help=f"planned start: {TIME_HELP}")
     create.add_argument("--ends-at", help=f"planned end: {TIME_HELP}")
 
-    update = _command(nsub, "update", cmd_notice_update, "add a progress update and/or change a notice")
-    update.add_argument("id", type=_id, help="notice id")
+    update = subcommand(nsub, "update", cmd_notice_update, "add a progress update and/or change a notice")
+    update.add_argument("id", type=numeric_id, help="notice id")
     update.add_argument("--config", "-c", type=Path, help=CONFIG_HELP + " (required with --component)")
     update.add_argument("--state", help="new state (default: unchanged)")
     update.add_argument("--content", help="text of the progress update")
@@ -276,27 +233,8 @@ def add_admin_commands(sub: Any) -> None:
     update.add_argument("--begins-at", help=f"new planned start: {TIME_HELP}")
     update.add_argument("--ends-at", help=f"new planned end: {TIME_HELP}")
 
-    lst = _command(nsub, "list", cmd_notice_list, "list notices")
+    lst = subcommand(nsub, "list", cmd_notice_list, "list notices")
     lst.add_argument("--type", choices=["planned", "unplanned"], help="only this type")
 
-    show = _command(nsub, "show", cmd_notice_show, "show one notice with its updates")
-    show.add_argument("id", type=_id, help="notice id")
-
-    override = sub.add_parser(
-        "override",
-        help="replace a component's shown status for a time window",
-        description="Scheduled overrides of a component's shown status (the monitored status stays visible beside it).",
-    )
-    osub = override.add_subparsers(dest="override_command", required=True, metavar="ACTION")
-
-    add = _command(osub, "add", cmd_override_add, "add an override")
-    add.add_argument("--config", "-c", type=Path, help=CONFIG_HELP + " (required)")
-    add.add_argument("--component", help="component id", required=True)
-    add.add_argument("--status", help="up, partial, down or maintenance", required=True)
-    add.add_argument("--starts-at", help=f"start (default: now): {TIME_HELP}")
-    add.add_argument("--ends-at", help=f"end (default: until removed): {TIME_HELP}")
-    add.add_argument("--reason", help="why (shown to administrators)", required=True)
-
-    _command(osub, "list", cmd_override_list, "list overrides")
-    remove = _command(osub, "remove", cmd_override_remove, "remove an override")
-    remove.add_argument("id", type=_id, help="override id")
+    show = subcommand(nsub, "show", cmd_notice_show, "show one notice with its updates")
+    show.add_argument("id", type=numeric_id, help="notice id")

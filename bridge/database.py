@@ -72,6 +72,19 @@ def m002_history(db: Database) -> None:
     db["history"].create_index(["component_id", "kind", "at"])
 
 
+@migrations()
+def m003_override_message(db: Database) -> None:
+    """Overrides get a public `message`; `reason` becomes private to administrators, and both are optional.
+
+    Existing rows get their reason copied into message: until now the reason was what the page and the Oxford
+    feed showed, so the upgrade must not change (or blank) what the public sees.
+    """
+    db["overrides"].add_column("message", str)
+    db.execute("update overrides set message = reason")
+    # SQLite cannot drop a NOT NULL in place: transform rebuilds the table (no foreign keys point at it).
+    db["overrides"].transform(not_null={"reason": False})
+
+
 def open_db(path: Path | str) -> Database:
     """Open (creating) the database: WAL, FULL sync so an acknowledged write survives power loss, migrated."""
     if str(path) != ":memory:":

@@ -57,15 +57,19 @@ class Notice:
 
 @dataclass(frozen=True)
 class Override:
-    """A scheduled replacement of a component's shown status; ends_at None means until removed."""
+    """A scheduled replacement of a component's shown status; ends_at None means until removed.
+
+    message is the public text (page, feeds); reason is private to administrators (admin API, CLI).
+    """
 
     id: int
     component_id: str
     status: Status
     starts_at: float
     ends_at: float | None
-    reason: str
+    reason: str | None
     created_at: float
+    message: str | None = None
 
     def active(self, now: float) -> bool:
         """True while the override window contains now (start inclusive, end exclusive)."""

@@ -190,9 +190,17 @@ def list_overrides(db: Database) -> list[Override]:
 
 
 def create_override(
-    db: Database, *, component_id: str, status: Status, starts_at: float, ends_at: float | None, reason: str, now: float
+    db: Database,
+    *,
+    component_id: str,
+    status: Status,
+    starts_at: float,
+    ends_at: float | None,
+    now: float,
+    reason: str | None = None,
+    message: str | None = None,
 ) -> Override:
-    """Insert an override (inputs pre-validated)."""
+    """Insert an override (inputs pre-validated); message is public, reason private."""
     with write_transaction(db):
         pk = db["overrides"].insert(
             {
@@ -201,6 +209,7 @@ def create_override(
                 "starts_at": starts_at,
                 "ends_at": ends_at,
                 "reason": reason,
+                "message": message,
                 "created_at": now,
             }
         ).last_pk
@@ -216,8 +225,8 @@ def get_override(db: Database, override_id: int) -> Override | None:
 
 
 def update_override(db: Database, override_id: int, **fields: object) -> Override | None:
-    """Change status/starts_at/ends_at/reason of an override (inputs pre-validated); None when the id is unknown."""
-    allowed = {"status", "starts_at", "ends_at", "reason"}
+    """Change status/starts_at/ends_at/reason/message of an override (inputs pre-validated); None when the id is unknown."""
+    allowed = {"status", "starts_at", "ends_at", "reason", "message"}
     unknown = set(fields) - allowed
     if unknown:
         raise ValueError(f"cannot update {sorted(unknown)}")

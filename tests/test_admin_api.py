@@ -120,7 +120,7 @@ async def test_tokens_never_logged(client, caplog):
 # -- validation ---------------------------------------------------------------------------------------------------
 
 U = {"type": "unplanned", "subject": "Down"}
-O = {"component": "website", "status": "down", "reason": "Firewall work"}
+O = {"component": "website", "status": "down", "message": "Moving to a new provider", "reason": "Firewall work"}
 
 NOTICE_CASES = [
     ({}, "type"),
@@ -162,8 +162,15 @@ OVERRIDE_CASES = [
     ({**O, "status": "nodata"}, "status"),
     ({**O, "status": 2}, "status"),
     ({k: v for k, v in O.items() if k != "status"}, "status"),
-    ({k: v for k, v in O.items() if k != "reason"}, "reason"),
     ({**O, "reason": "  "}, "reason"),
+    ({**O, "reason": "x" * 1001}, "reason"),
+    ({**O, "reason": "a\x00b"}, "reason"),
+    ({**O, "message": ""}, "message"),
+    ({**O, "message": "x" * 1001}, "message"),
+    ({**O, "message": "two\nlines"}, "message"),
+    ({**O, "message": "\x1b[31mred"}, "message"),
+    ({**O, "message": "lone \ud800 surrogate"}, "message"),
+    ({**O, "message": ["x"]}, "message"),
     ({**O, "starts_at": FUTURE, "ends_at": FUTURE - 60}, "ends_at"),
     ({**O, "ends_at": "2001-01-01T00:00Z"}, "ends_at"),
     ({**O, "starts_at": "yesterday"}, "starts_at"),
@@ -338,6 +345,67 @@ async def test_override_create_list_delete_and_feed(client):
     assert len((await call(client, "GET", "/overrides"))["overrides"]) == 1
 
 
+@pytest.mark.parametrize(
+    "texts, shown",
+    [
+        ({"message": "Moving to a new provider", "reason": "Firewall work"}, "override: Moving to a new provider"),
+        ({"message": "Moving to a new provider"}, "override: Moving to a new provider"),
+        ({"reason": "Firewall work"}, "set by an operator"),
+        ({"message": None, "reason": None}, "set by an operator"),
+        ({}, "set by an operator"),
+    ],
+)
+async def test_override_texts_are_optional(client, texts, shown):
+    """Message and reason may each be left out (or null): the admin listing has both, the public only the message."""
+    created = (await call(client, "POST", "/overrides", {"component": "website", "status": "down", **texts}, 201))["override"]
+    assert (created["message"], created["reason"]) == (texts.get("message"), texts.get("reason"))
+    assert (await service(client, "website"))["override"] == {"status": "down", "message": texts.get("message"), "ends_at": None}
+    page = await (await client.get("/")).text()
+    assert f"Shown: Down ({shown}) – monitoring says Up" in page
+
+
+PATCH_CASES = [
+    ({}, "body"),
+    ({"component": "database"}, "component"),  # an override stays on its component: delete and add instead
+    ({"status": "nodata"}, "status"),
+    ({"status": None}, "status"),
+    ({"message": ""}, "message"),
+    ({"message": "x" * 1001}, "message"),
+    ({"message": "bell\x07"}, "message"),
+    ({"message": "\udfff"}, "message"),
+    ({"reason": "two\nlines"}, "reason"),
+    ({"reason": 5}, "reason"),
+    ({"ends_at": "2001-01-01T00:00Z"}, "ends_at"),
+    ({"starts_at": FUTURE + 7200}, "starts_at"),  # after the stored ends_at
+    ({"starts_at": FUTURE, "ends_at": FUTURE - 60}, "ends_at"),
+    ({"message": "fine", "ends_at": "soon"}, "ends_at"),  # one bad field: nothing of the patch is written
+]
+
+
+@pytest.mark.parametrize("body, field", PATCH_CASES)
+async def test_override_patch_validation_writes_nothing(client, body, field):
+    created = (await call(client, "POST", "/overrides", {**O, "ends_at": FUTURE + 3600}, 201))["override"]
+    err = (await call(client, "PATCH", f"/overrides/{created['id']}", body, 422))["error"]
+    assert (err["status"], err["field"]) == (422, field)
+    assert (await call(client, "GET", "/overrides"))["overrides"] == [created]
+
+
+async def test_override_patch_changes_what_the_public_sees(client):
+    created = (await call(client, "POST", "/overrides", O, 201))["override"]
+    path = f"/overrides/{created['id']}"
+    patched = (await call(client, "PATCH", path, {"message": "Back within the hour", "status": "partial", "ends_at": FUTURE}))["override"]
+    assert (patched["message"], patched["reason"], patched["status"]) == ("Back within the hour", "Firewall work", "partial")
+    assert patched["starts_at"] == created["starts_at"] and patched["ends_at"] is not None
+    shown = await service(client, "website")
+    assert shown["override"] == {"status": "partial", "message": "Back within the hour", "ends_at": patched["ends_at"][:19] + "Z"}
+    assert "override: Back within the hour, until" in await (await client.get("/")).text()
+
+    cleared = (await call(client, "PATCH", path, {"message": None, "ends_at": None}))["override"]
+    assert (cleared["message"], cleared["reason"], cleared["ends_at"]) == (None, "Firewall work", None)
+    assert (await service(client, "website"))["override"] == {"status": "partial", "message": None, "ends_at": None}
+    assert "Shown: Partial (set by an operator) – monitoring says Up" in await (await client.get("/")).text()
+
+
 # -- errors -------------------------------------------------------------------------------------------------------
 
 
@@ -354,6 +422,8 @@ async def test_override_create_list_delete_and_feed(client):
         ("POST", "/notices/abc/updates"),
         ("PUT", "/notices/999/components"),
         ("DELETE", "/overrides/999"),
+        ("PATCH", "/overrides/999"),
+        ("PATCH", "/overrides/abc"),
         ("DELETE", "/overrides/abc"),
         ("DELETE", "/overrides/99999999999999999999999"),
     ],

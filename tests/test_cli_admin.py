@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 from pathlib import Path
 
@@ -22,6 +23,7 @@ SUBCOMMANDS = [
     ["notice", "show"],
     ["override"],
     ["override", "add"],
+    ["override", "update"],
     ["override", "list"],
     ["override", "remove"],
 ]
@@ -93,6 +95,10 @@ def test_notice_lifecycle(site, tmp_path, capsys):
         (["override", "add", "--config", "{site}", "--component", "web", "--status", "down", "--reason", "x"], "component"),
         (["override", "add", "--config", "{site}", "--component", "website", "--status", "broken", "--reason", "x"], "status"),
         (["override", "add", "--config", "{site}", "--component", "website", "--status", "down", "--reason", " "], "reason"),
+        (["override", "add", "--config", "{site}", "--component", "website", "--status", "down", "--message", " "], "message"),
+        (["override", "add", "--config", "{site}", "--component", "website", "--status", "down", "--message", "a\nb"], "message"),
+        (["override", "add", "--config", "{site}", "--component", "website", "--status", "down", "--message", "\x1b[31m"], "message"),
+        (["override", "add", "--config", "{site}", "--component", "website", "--status", "down", "--reason", "x" * 1001], "reason"),
         (["override", "add", "--config", "{site}", "--component", "website", "--status", "down", "--reason", "x",
           "--starts-at", "2030-01-02T00:00Z", "--ends-at", "2030-01-01T00:00Z"], "ends_at"),
     ],
@@ -108,6 +114,56 @@ def test_bad_input_exits_2_naming_the_field(site, tmp_path, capsys, args, field)
     notices = json.loads(out)["notices"]
     assert [(n["subject"], len(n["updates"])) for n in notices] == [("Existing", 1)]  # nothing written
     assert json.loads(cli(capsys, "override", "list", "--db", db, "--json")[1]) == {"overrides": []}
+
+
+@pytest.mark.parametrize("command", [["override", "add"], ["override", "update"], ["override"]], ids=" ".join)
+def test_override_help_says_which_text_is_public(command, capsys):
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps help at the terminal width
+    if command == ["override"]:
+        assert "--message is public" in text and "--reason is private" in text, text
+    else:
+        assert "--message MESSAGE PUBLIC text shown on the page and in the Oxford feed" in text, text
+        assert "--reason REASON PRIVATE note for administrators" in text and "never published" in text, text
+
+
+def test_override_message_public_reason_private(site, tmp_path, capsys):
+    db = str(tmp_path / "db.sqlite")
+    code, out, err = cli(capsys, "override", "add", "--db", db, "--config", str(site), "--component", "website",
+                         "--status", "down", "--message", "Moving to a new provider", "--reason", "Ticket 4711")
+    assert code == 0, err
+    assert out.splitlines()[1:] == ["  message (public): Moving to a new provider", "  reason (private): Ticket 4711"]
+    code, out, err = cli(capsys, "override", "add", "--db", db, "--config", str(site), "--component", "website",
+                         "--status", "maintenance", "--starts-at", "2098-01-01T00:00Z", "--ends-at", "2099-01-01T00:00Z", "--json")
+    assert code == 0, err
+    bare = json.loads(out)["override"]
+    assert (bare["message"], bare["reason"], bare["ends_at"]) == (None, None, "2099-01-01T00:00:00.000Z")
+
+    code, out, _ = cli(capsys, "override", "list", "--db", db)
+    header, _rule, *rows = [re.split(r" {2,}", line) for line in out.splitlines()]
+    assert header[-2:] == ["MESSAGE (PUBLIC)", "REASON (PRIVATE)"]
+    assert [r[-2:] for r in rows] == [["Moving to a new provider", "Ticket 4711"], ["-", "-"]]
+
+    code, out, err = cli(capsys, "override", "update", "1", "--db", db, "--clear-reason", "--message", "Provider switch",
+                         "--status", "partial", "--json")
+    assert code == 0, err
+    changed = json.loads(out)["override"]
+    assert (changed["status"], changed["message"], changed["reason"]) == ("partial", "Provider switch", None)
+    code, out, err = cli(capsys, "override", "update", "2", "--db", db, "--until-removed", "--reason", "Rack move")
+    assert code == 0, err
+    code, out, _ = cli(capsys, "override", "list", "--db", db, "--json")
+    listed = [(o["message"], o["reason"], o["ends_at"]) for o in json.loads(out)["overrides"]]
+    assert listed == [("Provider switch", None, None), (None, "Rack move", None)]
+
+    for args, field in ((["1"], "update"), (["1", "--message", ""], "message"), (["2", "--ends-at", "2001-01-01T00:00Z"], "ends_at"),
+                        (["1", "--starts-at", "2100-01-01T00:00Z", "--ends-at", "2099-01-01T00:00Z"], "ends_at")):  # fmt: skip
+        code, out, err = cli(capsys, "override", "update", *args, "--db", db)
+        assert (code, err.split(":")[:2]) == (2, ["error", f" {field}"]), err
+    code, out, _ = cli(capsys, "override", "list", "--db", db, "--json")
+    assert [(o["message"], o["reason"], o["ends_at"]) for o in json.loads(out)["overrides"]] == listed  # nothing written
+    code, _, err = cli(capsys, "override", "update", "7", "--db", db, "--message", "x")
+    assert (code, err.split(":")[:2]) == (1, ["error", " id"])
 
 
 def test_unknown_ids_and_missing_db(tmp_path, capsys):
@@ -163,11 +219,12 @@ def test_cli_writes_reach_running_daemon(site, tmp_path):
         assert wait_json(f"{base}/api/announcements.json", 5) == []
 
         added = run_cli(["override", "add", "--db", db, "--config", str(site), "--component", "website",
-                         "--status", "maintenance", "--ends-at", "2099-12-01T10:00Z", "--reason", "Firewall work", "--json"])
+                         "--status", "maintenance", "--ends-at", "2099-12-01T10:00Z", "--message", "Firewall work", "--json"])
         assert added.returncode == 0, added.stderr
         assert json.loads(added.stdout)["override"]["active"] is True
         body = wait_json(f"{base}/api/services.json", 2, lambda b: b["groups"][0]["services"][0]["status"] == "maintenance")
         assert body["groups"][0]["services"][0]["monitored_status"] == "down"
+        assert body["groups"][0]["services"][0]["override"]["message"] == "Firewall work"
 
         created = run_cli(["notice", "create", "--db", db, "--config", str(site), "--type", "unplanned",
                            "--subject", "Email delays", "--component", "website", "--content", "Investigating"])

@@ -224,17 +224,17 @@ def test_announcement_prefers_actual_times_over_planned_ones() -> None:
 
 def test_services_show_the_active_override_beside_the_monitored_status() -> None:
     overrides = (
-        Override(1, "site", MAINT, NOW - 60, NOW + 3600, "Moving racks", NOW - 100),
-        Override(2, "mail", DOWN, NOW + 60, None, "Not yet", NOW - 100),  # not started: no override object
+        Override(1, "site", MAINT, NOW - 60, NOW + 3600, "Ticket 4711", NOW - 100, "Moving racks"),
+        Override(2, "mail", DOWN, NOW + 60, None, "Not yet", NOW - 100, "Soon"),  # not started: no override object
     )
     services = services_feed(with_notices(overrides=overrides))["groups"][0]["services"]
     assert services[0]["status"] == "maintenance" and services[0]["monitored_status"] == "up"
-    assert services[0]["override"] == {"status": "maintenance", "reason": "Moving racks",
-                                       "ends_at": iso_utc(NOW + 3600)}
+    assert services[0]["override"] == {"status": "maintenance", "message": "Moving racks", "ends_at": iso_utc(NOW + 3600)}
     assert services[1]["override"] is None
 
 
-def test_open_ended_override_has_null_ends_at() -> None:
-    overrides = (Override(1, "site", MAINT, NOW - 60, None, "Until further notice", NOW - 100),)
+@pytest.mark.parametrize("message", ["Until further notice", None])
+def test_open_ended_override_has_null_ends_at_and_never_the_reason(message: str | None) -> None:
+    overrides = (Override(1, "site", MAINT, NOW - 60, None, "Private: ticket 4711", NOW - 100, message),)
     site = services_feed(with_notices(overrides=overrides))["groups"][0]["services"][0]
-    assert site["override"] == {"status": "maintenance", "reason": "Until further notice", "ends_at": None}
+    assert site["override"] == {"status": "maintenance", "message": message, "ends_at": None}

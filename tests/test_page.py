@@ -215,7 +215,7 @@ async def test_escapes_hostile_names_and_notices(aiohttp_client: Any, tmp_path: 
     feed(app, "up", now)
     create_notice(app[DB], type="unplanned", subject=HOSTILE, state="investigating", content=HOSTILE, now=now,
                   components=["evil"])
-    create_override(app[DB], component_id="evil", status="down", starts_at=now - 1, ends_at=None, reason=HOSTILE, now=now)
+    create_override(app[DB], component_id="evil", status="down", starts_at=now - 1, ends_at=None, message=HOSTILE, now=now)
     app[REFRESH]()
     for path in ("/", "/notices/1"):
         text = (await get_page(client, path))[1]
@@ -301,12 +301,12 @@ async def test_override_and_maintenance_show_the_monitored_state(aiohttp_client:
     now = time.time()
     feed(app, "up", now)
     create_override(app[DB], component_id="website", status="down", starts_at=now - 10, ends_at=None,
-                    reason="Firewall work", now=now)
+                    message="Firewall work", reason="Ticket 4711", now=now)
     create_notice(app[DB], type="planned", subject="DB upgrade", state="underway", content="Started.", now=now - 60,
                   began_at=now - 60, begins_at=now - 60, ends_at=now + 3600, components=["database"])
     app[REFRESH]()
     text = (await get_page(client))[1]
-    assert "Shown: Down (override: Firewall work) – monitoring says Up" in text
+    assert "Shown: Down (override: Firewall work) – monitoring says Up" in text and "Ticket 4711" not in text
     assert ('Shown: Maintenance (maintenance: <a href="/notices/1-db-upgrade">DB upgrade</a>) – monitoring says Up'
             in text)
     assert "<h3>Maintenance underway</h3>" in text

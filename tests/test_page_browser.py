@@ -246,7 +246,7 @@ def test_screenshots_light_dark_and_phone(driver: Any, servers: Servers, tmp_pat
                       content="PostgreSQL 16.", now=now - 900, begins_at=now + 86400, ends_at=now + 90000,
                       components=["database"])
         create_override(app[DB], component_id="database", status="partial", starts_at=now - 60, ends_at=None,
-                        reason="Replica rebuild", now=now)
+                        message="Replica rebuild", now=now)
         app[REFRESH]()
 
     servers.call(notices)

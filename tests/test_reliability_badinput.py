@@ -108,7 +108,7 @@ QUERY_KEYS = [
 ]
 FIELDS = [
     "type", "state", "subject", "content", "components", "begins_at", "ends_at", "component", "status",
-    "starts_at", "reason", "results", "host", "service", "output", "checkresults", "hostname", "servicename",
+    "starts_at", "reason", "message", "results", "host", "service", "output", "checkresults", "hostname", "servicename",
 ]  # fmt: skip
 
 
@@ -490,6 +490,7 @@ BAD_BODIES = [
     b'{"type": "unplanned", "subject": "\\ud800"}',
     b'{"type": "unplanned", "subject": "x", "content": "a\\udfffb"}',
     b'{"component": "website", "status": "down", "reason": "\\ud83d"}',
+    b'{"component": "website", "status": "down", "message": "a\\u001bb"}',
     b'{"state": "identified", "content": "\\udc00"}',
     b'{"type": "unplanned", "subject": "x", "begins_at": NaN}',
     b'{"type": "unplanned", "subject": "x", "components": "website"}',
@@ -499,7 +500,7 @@ BAD_BODIES = [
     b'{"type": "planned", "subject": "x", "begins_at": "2030-01-01", "ends_at": "2029-01-01"}',
     b'{"type": "planned", "subject": "x", "begins_at": 1e400, "ends_at": 1e401}',
     b'{"type": "unplanned", "subject": "x", "components": ["../../etc"]}',
-    b'{"component": "website", "status": "down"}',
+    b'{"component": "website"}',
     b'{"component": "website", "status": "exploded", "reason": "x"}',
     b'{"component": {"$ne": 1}, "status": "down", "reason": "x"}',
     b'{"state": "resolved"}',

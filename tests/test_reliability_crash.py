@@ -102,7 +102,7 @@ def write_stream(d: Daemon, total: int, kill_after: int, workers: int = 4, mixed
         if kind == "update" and notices:
             return kind, f"/api/v1/admin/notices/{notices[i % len(notices)]}/updates", {"state": "identified", "content": text}
         if kind == "override":
-            return kind, "/api/v1/admin/overrides", {"component": "website", "status": "partial", "reason": text,
+            return kind, "/api/v1/admin/overrides", {"component": "website", "status": "partial", "message": text,
                                                      "ends_at": time.time() + 3600}  # fmt: skip
         return "notice", "/api/v1/admin/notices", {"type": "unplanned", "subject": text, "components": ["website"],
                                                    "content": f"body {i} " + "x" * 200}  # fmt: skip
@@ -127,7 +127,7 @@ def write_stream(d: Daemon, total: int, kill_after: int, workers: int = 4, mixed
                     notices.append(answer["notice"]["id"])
                     acked[("notice", str(answer["notice"]["id"]))] = body["subject"]  # type: ignore[index]
                 elif kind == "override":
-                    acked[("override", str(answer["override"]["id"]))] = body["reason"]  # type: ignore[index]
+                    acked[("override", str(answer["override"]["id"]))] = body["message"]  # type: ignore[index]
                 else:
                     acked[("update", body["content"])] = body["content"]  # type: ignore[index]
                 if len(acked) >= kill_after and not killed.is_set():
@@ -150,7 +150,7 @@ def check_db_after_crash(db_path: Path, acked: dict[tuple[str, str], str]) -> No
         assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
         assert conn.execute("pragma foreign_key_check").fetchall() == []
         stored = {("notice", str(i)): s for i, s in conn.execute("select id, subject from notices")}
-        stored |= {("override", str(i)): r for i, r in conn.execute("select id, reason from overrides")}
+        stored |= {("override", str(i)): r for i, r in conn.execute("select id, message from overrides")}
         stored |= {("update", c): c for (c,) in conn.execute("select content from notice_updates")}
         lost = {k: v for k, v in acked.items() if stored.get(k) != v}
         assert not lost, f"acknowledged writes lost after kill -9: {lost}"
@@ -229,7 +229,7 @@ def test_restart_applies_schedules_that_fell_due_while_down(daemon: Daemon) -> N
     assert status == 201, body
     short = body["notice"]
     status, body = daemon.request("POST", "/api/v1/admin/overrides", {
-        "component": "website", "status": "partial", "starts_at": now + 1.5, "ends_at": now + 3600, "reason": "Firewall work",
+        "component": "website", "status": "partial", "starts_at": now + 1.5, "ends_at": now + 3600, "message": "Firewall work",
     })
     assert status == 201, body
     daemon.kill9()
@@ -245,7 +245,7 @@ def test_restart_applies_schedules_that_fell_due_while_down(daemon: Daemon) -> N
     status, feed = daemon.request("GET", "/api/services.json")
     shown = {s["id"]: s for g in feed["groups"] for s in g["services"]}
     assert shown["database"]["status"] == "maintenance" and shown["database"]["monitored_status"] == "up", shown
-    assert shown["website"]["status"] == "partial" and shown["website"]["override"]["reason"] == "Firewall work"
+    assert shown["website"]["status"] == "partial" and shown["website"]["override"]["message"] == "Firewall work"
     assert shown["website"]["monitored_status"] == "up"
     err = daemon.stop()
     assert "Traceback" not in err, err

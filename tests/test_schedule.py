@@ -97,7 +97,7 @@ def test_override_start_and_end_republish(db: Database) -> None:
     all_up(live)
     scheduler = Scheduler(db, live, clock)
     create_override(db, component_id="website", status=Status.DOWN, starts_at=T + 10, ends_at=T + 20,
-                    reason="Cut-over", now=T)
+                    message="Cut-over", now=T)
     scheduler.sync()
     assert (component(live, "website").status, scheduler.next_at) == (Status.UP, T + 10)
     before = live.published.feeds["services"]
@@ -107,7 +107,7 @@ def test_override_start_and_end_republish(db: Database) -> None:
     site = component(live, "website")
     assert (site.status, site.monitored_status, site.since) == (Status.DOWN, Status.UP, T + 10)
     assert live.published.feeds["services"].etag != before.etag
-    assert b'"reason":"Cut-over"' in live.published.feeds["services"].body
+    assert b'"message":"Cut-over"' in live.published.feeds["services"].body
     assert scheduler.next_at == T + 20
 
     clock.now = T + 20
@@ -229,7 +229,7 @@ async def test_change_by_another_process_shows_within_two_seconds(aiohttp_client
     cli = open_db(path)  # what `status-bridge override ...` does while the daemon runs
     try:
         create_override(cli, component_id="website", status=Status.DOWN, starts_at=time.time() - 1, ends_at=None,
-                        reason="Switching provider", now=time.time())
+                        message="Switching provider", now=time.time())
         create_notice(cli, type="unplanned", subject="Website down", state="identified", content="Provider switch",
                       now=time.time(), components=["website"])
     finally:
@@ -243,7 +243,7 @@ async def test_change_by_another_process_shows_within_two_seconds(aiohttp_client
             break
         await asyncio.sleep(0.05)
     assert (site["status"], site["monitored_status"]) == ("down", "up")
-    assert site["override"] == {"status": "down", "reason": "Switching provider", "ends_at": None}
+    assert site["override"] == {"status": "down", "message": "Switching provider", "ends_at": None}
     announcements = await (await client.get("/api/announcements.json")).json()
     assert [a["message"] for a in announcements] == ["Website down: Provider switch"]
     assert app[LIVE].snapshot.sorry_state == "degraded"

@@ -10,7 +10,7 @@ import pytest
 from sqlite_utils import Database
 
 from bridge import storage
-from bridge.database import data_version, open_db
+from bridge.database import data_version, migrations, open_db
 from bridge.model import Status
 from bridge.notices import due_transitions
 from bridge.storage import (
@@ -60,10 +60,33 @@ def test_migrations_are_idempotent(tmp_path: Path) -> None:
     again = open_db(path)
     try:
         assert {"notices", "notice_updates", "notice_components", "overrides"} <= set(again.table_names())
-        assert again.execute("select count(*) from _sqlite_migrations").fetchone()[0] == 2  # m001, m002
+        assert again.execute("select count(*) from _sqlite_migrations").fetchone()[0] == 3  # m001, m002, m003
         assert len(list_notices(again)) == 1  # data kept, nothing recreated
     finally:
         again.close()
+
+
+def test_upgrade_copies_each_override_reason_into_its_public_message(tmp_path: Path) -> None:
+    """A file written before overrides had a message: the reason (what the public saw) becomes the message, kept private too."""
+    path = tmp_path / "old.sqlite"
+    old = Database(sqlite3.connect(path))
+    migrations.apply(old, stop_before="m003_override_message")  # the schema of the previous release
+    rows = [("website", "down", T, None, "Firewall work"), ("database", "partial", T, T + 60, "Disk swap")]
+    old.conn.executemany(
+        "insert into overrides (component_id, status, starts_at, ends_at, reason, created_at) values (?, ?, ?, ?, ?, ?)",
+        [(*r, T) for r in rows],
+    )
+    old.conn.commit()
+    old.close()
+    db = open_db(path)
+    try:
+        got = [(o.component_id, o.status.value, o.starts_at, o.ends_at, o.reason, o.message) for o in list_overrides(db)]
+        assert got == [(*r, r[-1]) for r in rows]
+        # Both texts are optional from now on: the NOT NULL on reason is gone.
+        bare = create_override(db, component_id="website", status=Status.UP, starts_at=T, ends_at=None, now=T)
+        assert (bare.reason, bare.message) == (None, None)
+    finally:
+        db.close()
 
 
 def test_wal_and_foreign_keys_are_on(db: Database) -> None:
@@ -151,8 +174,12 @@ def test_overrides_crud(db: Database) -> None:
                             reason="Patch", now=T)
     assert (first.status, first.ends_at, first.created_at) == (Status.MAINTENANCE, T + 30, T)
     assert [o.id for o in list_overrides(db)] == [first.id, later.id]  # by start time
-    changed = update_override(db, later.id, status="partial", ends_at=T + 90, reason="Slower")
-    assert changed is not None and (changed.status, changed.ends_at, changed.reason) == (Status.PARTIAL, T + 90, "Slower")
+    assert (later.reason, later.message) == ("Migration", None)
+    changed = update_override(db, later.id, status="partial", ends_at=T + 90, reason="Slower", message="Upgrading")
+    assert changed is not None
+    assert (changed.status, changed.ends_at, changed.reason, changed.message) == (Status.PARTIAL, T + 90, "Slower", "Upgrading")
+    cleared = update_override(db, later.id, reason=None)
+    assert cleared is not None and (cleared.reason, cleared.message) == (None, "Upgrading")
     with pytest.raises(ValueError):
         update_override(db, later.id, component_id="dns")
     assert delete_override(db, first.id) is True

@@ -43,10 +43,10 @@ def iso_utc(epoch: float | None) -> str | None:
 
 
 def _override(o: Override | None) -> dict[str, Any] | None:
-    """The override in force on a service, or None."""
+    """The override in force on a service, or None; only its public message, never the administrators' reason."""
     if o is None:
         return None
-    return {"status": Status(o.status).value, "reason": o.reason, "ends_at": iso_utc(o.ends_at)}
+    return {"status": Status(o.status).value, "message": o.message, "ends_at": iso_utc(o.ends_at)}
 
 
 def _service(c: ComponentView, override: Override | None = None) -> dict[str, Any]:
