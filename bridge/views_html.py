@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from sqlite_utils import Database
 
 from bridge.encoded import Encoded, Published
 from bridge.front import route
+from bridge.history import EFFECTIVE, read_history
 from bridge.http import error_response
 from bridge.keys import DB, LIVE
+from bridge.model import Snapshot
 from bridge.render import html
-from bridge.render.bars import history_bars
+from bridge.render.bars import snapshot_bars, window_start
 from bridge.render.sorry import find_notice
 from bridge.views_page import doc_response, raw
 
@@ -23,6 +27,7 @@ NOTICE_REF = re.compile(r"([0-9]{1,18})(?:-[^/]*)?")  # the id fits SQLite's INT
 WIDGET_MAX_AGE = 3600  # a fixed URL embedded elsewhere: revalidated hourly through its ETag
 RERENDER_SECONDS = 60  # relative times and today's bar move with the clock even while the snapshot does not
 WIDGET = raw(resources.files("bridge").joinpath("static/widget.js").read_bytes())
+Rows = list[tuple[float, str]]
 
 
 @dataclass
@@ -60,6 +65,17 @@ def _respond(request: web.Request, doc: Encoded) -> web.Response:
     return doc_response(request, doc, html.CONTENT_TYPE, request.app[LIVE].config.cache_seconds, extra)
 
 
+def read_histories(db: Database, ids: Iterable[str], start: float, end: float) -> dict[str, Rows]:
+    """Each component's shown-status rows in [start, end), preceded by the row holding at start."""
+    return {cid: read_history(db, cid, EFFECTIVE, start, end) for cid in ids}
+
+
+def _render_page(request: web.Request, snap: Snapshot, now: float) -> bytes:
+    """The page, its bars from each component's history over their window."""
+    rows = read_histories(request.app[DB], [c.id for g in snap.groups for c in g.components], window_start(now), now + 1)
+    return html.render_page(_env(request), snap, now, lambda cid: snapshot_bars(snap, cid, rows[cid], now))
+
+
 async def page(request: web.Request) -> web.Response:
     """GET /: the status page, rendered once per snapshot generation (and per minute) and served as bytes."""
     live = request.app[LIVE]
@@ -67,9 +83,7 @@ async def page(request: web.Request) -> web.Response:
     cache = request.app[HTML_CACHE]
     doc = cache.get(published, now, "/")
     if doc is None:
-        snap, db = published.snapshot, request.app[DB]
-        body = html.render_page(_env(request), snap, now, lambda cid: history_bars(db, snap, cid, now))
-        doc = cache.put("/", raw(body))
+        doc = cache.put("/", raw(_render_page(request, published.snapshot, now)))
     return _respond(request, doc)
 
 
