@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -14,7 +16,7 @@ from sqlite_utils import Database
 
 from bridge.encoded import Encoded, Published
 from bridge.front import route
-from bridge.history import EFFECTIVE, read_history
+from bridge.history import EFFECTIVE, db_file, read_history
 from bridge.http import error_response
 from bridge.keys import DB, LIVE
 from bridge.model import Snapshot
@@ -37,6 +39,8 @@ class HtmlCache:
     published: Published | None = None
     bucket: int = -1
     docs: dict[str, Encoded] = field(default_factory=dict)
+    # One render (and history read) at a time: readers arriving meanwhile wait for it instead of repeating it.
+    rendering: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def get(self, published: Published, now: float, key: str) -> Encoded | None:
         """The cached document, dropping everything when the generation or the bucket changed."""
@@ -45,9 +49,10 @@ class HtmlCache:
             self.published, self.bucket, self.docs = published, bucket, {}
         return self.docs.get(key)
 
-    def put(self, key: str, doc: Encoded) -> Encoded:
-        """Remember a document for the current generation and bucket."""
-        self.docs[key] = doc
+    def put(self, published: Published, now: float, key: str, doc: Encoded) -> Encoded:
+        """Remember a document, unless a newer generation or bucket took the cache while it was rendered."""
+        if published is self.published and int(now // RERENDER_SECONDS) == self.bucket:
+            self.docs[key] = doc
         return doc
 
 
@@ -70,9 +75,25 @@ def read_histories(db: Database, ids: Iterable[str], start: float, end: float) -
     return {cid: read_history(db, cid, EFFECTIVE, start, end) for cid in ids}
 
 
-def _render_page(request: web.Request, snap: Snapshot, now: float) -> bytes:
-    """The page, its bars from each component's history over their window."""
-    rows = read_histories(request.app[DB], [c.id for g in snap.groups for c in g.components], window_start(now), now + 1)
+def _read_file(path: str, ids: list[str], start: float, end: float) -> dict[str, Rows]:
+    """read_histories on a connection of this worker thread's own, closed afterwards."""
+    # Not the loop's connection: that one may be inside an admin write transaction right now.
+    conn = sqlite3.connect(path, timeout=10.0)
+    try:
+        return read_histories(Database(conn), ids, start, end)
+    finally:
+        conn.close()
+
+
+async def _render_page(request: web.Request, snap: Snapshot, now: float) -> bytes:
+    """The page, its bars' history read in a worker thread (on the loop only for an in-memory DB)."""
+    # No second connection can see an in-memory database; it holds only what tests and demos write.
+    db, ids = request.app[DB], [c.id for g in snap.groups for c in g.components]
+    start, path = window_start(now), db_file(db)
+    if path is None:
+        rows = read_histories(db, ids, start, now + 1)
+    else:
+        rows = await asyncio.to_thread(_read_file, path, ids, start, now + 1)
     return html.render_page(_env(request), snap, now, lambda cid: snapshot_bars(snap, cid, rows[cid], now))
 
 
@@ -83,7 +104,11 @@ async def page(request: web.Request) -> web.Response:
     cache = request.app[HTML_CACHE]
     doc = cache.get(published, now, "/")
     if doc is None:
-        doc = cache.put("/", raw(_render_page(request, published.snapshot, now)))
+        async with cache.rendering:
+            published, now = live.published, live.clock()  # the newest, after waiting for another render
+            doc = cache.get(published, now, "/")  # often just rendered by the request this one waited for
+            if doc is None:
+                doc = cache.put(published, now, "/", raw(await _render_page(request, published.snapshot, now)))
     return _respond(request, doc)
 
 
@@ -111,7 +136,7 @@ async def notice_page(request: web.Request) -> web.Response:
     key = f"notice:{found.id}"
     doc = cache.get(published, now, key)
     if doc is None:
-        doc = cache.put(key, raw(html.render_notice(_env(request), published.snapshot, found, now)))
+        doc = cache.put(published, now, key, raw(html.render_notice(_env(request), published.snapshot, found, now)))
     return _respond(request, doc)
 
 

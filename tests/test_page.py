@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 import time
 from datetime import UTC, date, datetime
 from html.parser import HTMLParser
@@ -14,6 +16,7 @@ import html5lib
 import pytest
 from aiohttp import web
 
+from bridge import views_html
 from bridge.app import make_app
 from bridge.config import CheckPattern, Component, Config, Group
 from bridge.config_load import load_config
@@ -260,6 +263,21 @@ async def test_etag_304_and_cache_headers(aiohttp_client: Any, monkeypatch: pyte
     changed = await client.get("/", headers={"If-None-Match": etag})
     assert changed.status == 200 and changed.headers["ETag"] != etag
     assert len(renders) == 2
+
+
+async def test_history_is_read_once_per_render_and_off_the_loop(aiohttp_client: Any, tmp_path: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    app = new_app(tmp_path=tmp_path)
+    client = await aiohttp_client(app)
+    feed(app, "up")
+    reads: list[int] = []
+    real = views_html._read_file
+    monkeypatch.setattr(views_html, "_read_file", lambda *a: reads.append(threading.get_ident()) or real(*a))
+    pages = await asyncio.gather(*(client.get("/") for _ in range(5)))
+    assert [p.status for p in pages] == [200] * 5
+    assert len({p.headers["ETag"] for p in pages}) == 1
+    # The readers that arrived during the read waited for that render instead of reading again.
+    assert len(reads) == 1 and reads[0] != threading.get_ident()
 
 
 async def test_stale_data_is_never_shown_as_current(aiohttp_client: Any) -> None:
