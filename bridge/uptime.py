@@ -17,7 +17,9 @@ MAINTENANCE_STATUSES = frozenset({"maintenance"})
 # Neither up nor down: stale data, PENDING/no checks, and any time before a component's first record.
 UNKNOWN_STATUSES = frozenset({"unknown", "nodata"})
 
-_UNITS = ((86400, "Day"), (3600, "Hour"), (60, "Minute"), (1, "Second"))
+Unit = tuple[int, str, str]  # (seconds, singular, plural)
+_UNITS: tuple[Unit, ...] = ((86400, "Day", "Days"), (3600, "Hour", "Hours"), (60, "Minute", "Minutes"),
+                            (1, "Second", "Seconds"))
 
 
 def merge(intervals: Iterable[Interval]) -> list[Interval]:
@@ -134,7 +136,12 @@ def component_impact(
     rows: Sequence[tuple[float, str]], unplanned: Iterable[Interval], planned: Iterable[Interval], start: float, end: float
 ) -> Impact:
     """(down ∪ unplanned notices) minus (planned maintenance ∪ maintenance status), within [start, end)."""
-    spans = status_intervals(rows, start, end)
+    return spans_impact(status_intervals(rows, start, end), unplanned, planned, start, end)
+
+
+def spans_impact(spans: dict[str, list[Interval]], unplanned: Iterable[Interval], planned: Iterable[Interval],
+                 start: float, end: float) -> Impact:
+    """component_impact from status_intervals' spans (for callers that need the spans too)."""
     down = [i for s in IMPACT_STATUSES for i in spans.get(s, [])]
     maintenance = [i for s in MAINTENANCE_STATUSES for i in spans.get(s, [])]
     unknown = merge(i for s in UNKNOWN_STATUSES for i in spans.get(s, []))
@@ -174,6 +181,12 @@ class Metrics:
         return self.total_time - self.unknown_time
 
 
+def uptime_percent(impact_time: float, monitored_time: float) -> float | None:
+    """100 - impact / monitored * 100; None when nothing was monitored (neither 100 % nor 0 %)."""
+    # max(): float noise when everything monitored was impact, never a real difference.
+    return max(0.0, 100.0 - impact_time / monitored_time * 100.0) if monitored_time > 0 else None
+
+
 def metrics(impact: Impact, start: float, end: float) -> Metrics:
     """Uptime %, MTTR and MTBF over the monitored part of [start, end); no impact gives 100 % and MTTR 0."""
     total = max(0.0, end - start)
@@ -183,30 +196,29 @@ def metrics(impact: Impact, start: float, end: float) -> Metrics:
     # impact never exceeds the monitored time and the percentage stays within 0..100.
     unknown = length(subtract(impact.unknown, impact.impact))
     monitored = total - unknown
-    # max(): float noise when everything monitored was impact, never a real difference.
-    percent = max(0.0, 100.0 - hit / monitored * 100.0) if monitored > 0 else None
+    percent = uptime_percent(hit, monitored)
     mttr = hit / episodes if episodes else 0.0
     mtbf = max(0.0, monitored - hit) / episodes if episodes else monitored
     return Metrics(total, hit, episodes, unknown, percent, mttr, mtbf)
 
 
-def _unit(n: int, name: str) -> str:
-    """"1 Day", "2 Days"."""
-    return f"{n} {name}{'' if n == 1 else 's'}"
+def largest_units(seconds: float, units: Sequence[Unit], sep: str) -> str | None:
+    """The largest unit that fits and the next one when non-zero, truncated: "2 Days, 6 Hours"; None below them all."""
+    left = max(0, int(seconds)) if math.isfinite(seconds) else 0
+    for i, (size, one, many) in enumerate(units):
+        if left >= size:
+            n, rest = divmod(left, size)
+            words = f"{n} {one if n == 1 else many}"
+            # The next smaller unit only: "2 Days, 6 Hours", never "2 Days, 0 Hours" nor a third unit.
+            if i + 1 < len(units) and (m := rest // units[i + 1][0]):
+                words += f"{sep}{m} {units[i + 1][1] if m == 1 else units[i + 1][2]}"
+            return words
+    return None
 
 
 def duration_words(seconds: float, title: bool = True) -> str:
     """The two largest units, truncated: "2 Days, 6 Hours", "30 Days", "2 Minutes" (lower case when not title)."""
-    left = max(0, int(seconds)) if math.isfinite(seconds) else 0
-    words = "0 Seconds"
-    for i, (size, name) in enumerate(_UNITS):
-        if left >= size:
-            n, rest = divmod(left, size)
-            words = _unit(n, name)
-            # The next smaller unit only: "2 Days, 6 Hours", never "2 Days, 0 Hours" nor a third unit.
-            if i + 1 < len(_UNITS) and (m := rest // _UNITS[i + 1][0]):
-                words += ", " + _unit(m, _UNITS[i + 1][1])
-            break
+    words = largest_units(seconds, _UNITS, ", ") or "0 Seconds"
     return words if title else words.lower()
 
 

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from sqlite_utils import Database
 
 from bridge.encoded import Encoded, Published
 from bridge.front import route
+from bridge.history import EFFECTIVE, db_file, read_history
 from bridge.http import error_response
 from bridge.keys import DB, LIVE
+from bridge.model import Snapshot
 from bridge.render import html
-from bridge.render.bars import history_bars
+from bridge.render.bars import snapshot_bars, window_start
 from bridge.render.sorry import find_notice
 from bridge.views_page import doc_response, raw
 
@@ -23,6 +29,7 @@ NOTICE_REF = re.compile(r"([0-9]{1,18})(?:-[^/]*)?")  # the id fits SQLite's INT
 WIDGET_MAX_AGE = 3600  # a fixed URL embedded elsewhere: revalidated hourly through its ETag
 RERENDER_SECONDS = 60  # relative times and today's bar move with the clock even while the snapshot does not
 WIDGET = raw(resources.files("bridge").joinpath("static/widget.js").read_bytes())
+Rows = list[tuple[float, str]]
 
 
 @dataclass
@@ -32,6 +39,8 @@ class HtmlCache:
     published: Published | None = None
     bucket: int = -1
     docs: dict[str, Encoded] = field(default_factory=dict)
+    # One render (and history read) at a time: readers arriving meanwhile wait for it instead of repeating it.
+    rendering: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def get(self, published: Published, now: float, key: str) -> Encoded | None:
         """The cached document, dropping everything when the generation or the bucket changed."""
@@ -40,9 +49,10 @@ class HtmlCache:
             self.published, self.bucket, self.docs = published, bucket, {}
         return self.docs.get(key)
 
-    def put(self, key: str, doc: Encoded) -> Encoded:
-        """Remember a document for the current generation and bucket."""
-        self.docs[key] = doc
+    def put(self, published: Published, now: float, key: str, doc: Encoded) -> Encoded:
+        """Remember a document, unless a newer generation or bucket took the cache while it was rendered."""
+        if published is self.published and int(now // RERENDER_SECONDS) == self.bucket:
+            self.docs[key] = doc
         return doc
 
 
@@ -60,6 +70,33 @@ def _respond(request: web.Request, doc: Encoded) -> web.Response:
     return doc_response(request, doc, html.CONTENT_TYPE, request.app[LIVE].config.cache_seconds, extra)
 
 
+def read_histories(db: Database, ids: Iterable[str], start: float, end: float) -> dict[str, Rows]:
+    """Each component's shown-status rows in [start, end), preceded by the row holding at start."""
+    return {cid: read_history(db, cid, EFFECTIVE, start, end) for cid in ids}
+
+
+def _read_file(path: str, ids: list[str], start: float, end: float) -> dict[str, Rows]:
+    """read_histories on a connection of this worker thread's own, closed afterwards."""
+    # Not the loop's connection: that one may be inside an admin write transaction right now.
+    conn = sqlite3.connect(path, timeout=10.0)
+    try:
+        return read_histories(Database(conn), ids, start, end)
+    finally:
+        conn.close()
+
+
+async def _render_page(request: web.Request, snap: Snapshot, now: float) -> bytes:
+    """The page, its bars' history read in a worker thread (on the loop only for an in-memory DB)."""
+    # No second connection can see an in-memory database; it holds only what tests and demos write.
+    db, ids = request.app[DB], [c.id for g in snap.groups for c in g.components]
+    start, path = window_start(now), db_file(db)
+    if path is None:
+        rows = read_histories(db, ids, start, now + 1)
+    else:
+        rows = await asyncio.to_thread(_read_file, path, ids, start, now + 1)
+    return html.render_page(_env(request), snap, now, lambda cid: snapshot_bars(snap, cid, rows[cid], now))
+
+
 async def page(request: web.Request) -> web.Response:
     """GET /: the status page, rendered once per snapshot generation (and per minute) and served as bytes."""
     live = request.app[LIVE]
@@ -67,9 +104,11 @@ async def page(request: web.Request) -> web.Response:
     cache = request.app[HTML_CACHE]
     doc = cache.get(published, now, "/")
     if doc is None:
-        snap, db = published.snapshot, request.app[DB]
-        body = html.render_page(_env(request), snap, now, lambda cid: history_bars(db, snap, cid, now))
-        doc = cache.put("/", raw(body))
+        async with cache.rendering:
+            published, now = live.published, live.clock()  # the newest, after waiting for another render
+            doc = cache.get(published, now, "/")  # often just rendered by the request this one waited for
+            if doc is None:
+                doc = cache.put(published, now, "/", raw(await _render_page(request, published.snapshot, now)))
     return _respond(request, doc)
 
 
@@ -97,7 +136,7 @@ async def notice_page(request: web.Request) -> web.Response:
     key = f"notice:{found.id}"
     doc = cache.get(published, now, key)
     if doc is None:
-        doc = cache.put(key, raw(html.render_notice(_env(request), published.snapshot, found, now)))
+        doc = cache.put(published, now, key, raw(html.render_notice(_env(request), published.snapshot, found, now)))
     return _respond(request, doc)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 import time
 from datetime import UTC, date, datetime
 from html.parser import HTMLParser
@@ -14,6 +16,7 @@ import html5lib
 import pytest
 from aiohttp import web
 
+from bridge import views_html
 from bridge.app import make_app
 from bridge.config import CheckPattern, Component, Config, Group
 from bridge.config_load import load_config
@@ -23,7 +26,7 @@ from bridge.history import EFFECTIVE, Record, append_records
 from bridge.keys import DB, LIVE, REFRESH
 from bridge.model import SourceHealth
 from bridge.render import html as page_html
-from bridge.render.bars import component_bars, midnight
+from bridge.uptime_days import midnight
 from bridge.settings import Settings
 from bridge.statusdat import parse
 from bridge.storage import add_update, create_notice, create_override
@@ -262,6 +265,21 @@ async def test_etag_304_and_cache_headers(aiohttp_client: Any, monkeypatch: pyte
     assert len(renders) == 2
 
 
+async def test_history_is_read_once_per_render_and_off_the_loop(aiohttp_client: Any, tmp_path: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    app = new_app(tmp_path=tmp_path)
+    client = await aiohttp_client(app)
+    feed(app, "up")
+    reads: list[int] = []
+    real = views_html._read_file
+    monkeypatch.setattr(views_html, "_read_file", lambda *a: reads.append(threading.get_ident()) or real(*a))
+    pages = await asyncio.gather(*(client.get("/") for _ in range(5)))
+    assert [p.status for p in pages] == [200] * 5
+    assert len({p.headers["ETag"] for p in pages}) == 1
+    # The readers that arrived during the read waited for that render instead of reading again.
+    assert len(reads) == 1 and reads[0] != threading.get_ident()
+
+
 async def test_stale_data_is_never_shown_as_current(aiohttp_client: Any) -> None:
     app = new_app()
     client = await aiohttp_client(app)
@@ -363,32 +381,47 @@ async def test_announcements_sections(aiohttp_client: Any, tmp_path: Any) -> Non
     assert '<a href="/notices/3-outage">Outage</a>' in text
 
 
-async def test_uptime_bars_come_from_the_history(aiohttp_client: Any, tmp_path: Any) -> None:
-    app = new_app(tmp_path=tmp_path)
+BAR = re.compile(r'<span class="s-([a-z]+)" role="img" style="flex-grow:([0-9]+)" title="([^"]*)"></span>')
+NOON = midnight(date(2026, 12, 2)) + 12 * 3600  # the stopped clock: 12:00 UTC, half of today so far
+MIDNIGHT = NOON - 12 * 3600
+# Per history: the runs of the website's bars (colour, days, title) from the newest back, and the uptime line.
+HISTORIES = {
+    "two minutes": ([(NOON - 120, "up")],
+                    [("up", 1, "2026-12-02 (today, so far): up, 100.00% uptime (2 min of data)"),
+                     ("nodata", 89, "2026-09-04 to 2026-12-01 (89 days), each: no data")],
+                    "100.00% uptime (2 min of data)"),
+    "degraded today": ([(MIDNIGHT - 100 * 86400, "up"), (MIDNIGHT + 3600, "partial"), (MIDNIGHT + 4320, "up")],
+                       [("partial", 1, "2026-12-02 (today, so far): degraded for 12 min (not downtime), 100.00% uptime"),
+                        ("up", 89, "2026-09-04 to 2026-12-01 (89 days), each: up, 100.00% uptime")],
+                       "100.00% uptime"),
+    "a day down in ten": ([(MIDNIGHT - 10 * 86400, "up"), (MIDNIGHT - 3 * 86400, "down"),
+                           (MIDNIGHT - 2 * 86400, "up")],
+                          [("up", 1, "2026-12-02 (today, so far): up, 100.00% uptime"),
+                           ("up", 2, "2026-11-30 to 2026-12-01 (2 days), each: up, 100.00% uptime"),
+                           ("down", 1, "2026-11-29: down for 1 day, 0.00% uptime"),
+                           ("up", 7, "2026-11-22 to 2026-11-28 (7 days), each: up, 100.00% uptime"),
+                           ("nodata", 79, "2026-09-04 to 2026-11-21 (79 days), each: no data")],
+                          # One day down in the 10.5 days monitored; the 79 days before are not counted as up.
+                          "90.47% uptime (10 days 12 h of data)"),
+}
+
+
+@pytest.mark.parametrize("case", HISTORIES)
+async def test_uptime_bars_come_from_the_history(aiohttp_client: Any, tmp_path: Any, case: str) -> None:
+    rows, newest_first, line = HISTORIES[case]
+    app = make_app(Settings(web_config(), watch=False, db_path=tmp_path / "db.sqlite"), clock=lambda: NOON)
     client = await aiohttp_client(app)
-    now = time.time()
-    today = midnight(datetime.fromtimestamp(now, UTC).date())
-    # History: up from 10 days ago, down for the whole of the day 3 days ago, up again after.
-    append_records(app[DB], [Record("website", EFFECTIVE, "up", today - 10 * 86400),
-                             Record("website", EFFECTIVE, "down", today - 3 * 86400),
-                             Record("website", EFFECTIVE, "up", today - 2 * 86400)])
-    feed(app, "up", now)
+    append_records(app[DB], [Record("website", EFFECTIVE, s, at) for at, s in rows])
+    feed(app, "up", NOON)
+    await app[LIVE].recorder.flush()
     text = (await get_page(client))[1]
-    assert 'aria-label="Last 90 days: 10 up, 1 down, 79 no data"' in text
-    assert 'class="s-nodata" style="flex-grow:79"' in text
-    # One day down out of 10 days and part of today; days without data are not counted as up.
-    assert re.search(r"<span>90\.[0-9]{2}% uptime \(11 days of data\)</span>", text)
-
-
-def test_component_bars_pure() -> None:
-    day = 86400.0
-    now = midnight(date(2026, 3, 10)) + 12 * 3600
-    rows = [(now - 5 * day, "up"), (now - 4 * day, "partial"), (now - 4 * day + 60, "up"), (now - day, "maintenance")]
-    bars = component_bars(rows, [], [], now, days=7)
-    assert [(r.status, r.days) for r in bars.runs] == [("nodata", 1), ("up", 1), ("partial", 1), ("up", 2),
-                                                      ("maintenance", 2)]
-    assert bars.runs[0].percent is None
-    assert component_bars([], [], [], now, days=3).percent is None  # nothing known: no number is made up
+    website = text[text.index(">Website<"):text.index("</li>", text.index(">Website<"))]
+    assert [(c, int(n), t) for c, n, t in BAR.findall(website)][::-1] == newest_first
+    assert f'<div class="bars" role="group" aria-label="Last 90 days: {line}">' in website
+    assert f"<span>{line}</span>" in website
+    # The Sorry metrics of the same 90 days give the same number as the page.
+    body = await (await client.get("/api/v1/components/website/metrics?timeframe_start=2026-09-04")).json()
+    assert line.startswith(body["percentage_uptime"]["words"] + " uptime")
 
 
 def test_relative_time() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ import aiohttp_jinja2
 import pytest
 from aiohttp import web
 
-from bridge.keys import DB, REFRESH
+from bridge.keys import DB, LIVE, REFRESH
 from bridge.storage import create_notice, create_override
 from tests.conftest import REPO, require_binary, require_real
 from tests.page_states import SCENARIOS
@@ -220,6 +221,21 @@ def test_widget_loads_cross_origin(driver: Any, servers: Servers, tmp_path: Path
     assert driver.execute_script("return document.querySelectorAll('script[src*=callback]').length") == 0
     ARTIFACTS.mkdir(exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / f"widget-{mode}.png"))
+
+
+def test_todays_bar_says_its_status_and_uptime(driver: Any, servers: Servers, tmp_path: Path) -> None:
+    app, base = status_app(servers, "partial", tmp_path)  # the website has been down for ten minutes
+    recorder = app[LIVE].recorder
+    assert recorder is not None
+    asyncio.run_coroutine_threadsafe(recorder.flush(), servers.loop).result(10)  # the history is written off the loop
+    driver.get(base + "/")
+    today = driver.find_elements("css selector", "#g-web .bars span")[-1]
+    title = today.get_attribute("title")
+    assert re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2} \(today, so far\): down for [^,]+, 0\.00% uptime.*", title), title
+    assert today.get_attribute("class") == "s-down"
+    assert today.accessible_name == title  # what a screen reader announces for the bar
+    group = driver.find_element("css selector", "#g-web .bars")
+    assert group.accessible_name.startswith("Last 90 days: 0.00% uptime (")
 
 
 def test_stale_warning_is_shown(driver: Any, servers: Servers, tmp_path: Path) -> None:

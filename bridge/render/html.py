@@ -21,14 +21,14 @@ from bridge.notices import (
     timeline_state,
 )
 from bridge.render.atom import STATE_LABEL
-from bridge.render.bars import DAYS, Bars, Run
+from bridge.render.bars import DAYS, Bars
 from bridge.render.oxford import STATUS_NAME, iso_utc
+from bridge.uptime import percent_words
 
 CONTENT_TYPE = "text/html"
 REFRESH_SECONDS = 60
 # Groups in these states open by default: a reader should not have to hunt for the problem.
 PROBLEMS = frozenset({Status.PARTIAL, Status.DOWN, Status.MAINTENANCE})
-BAR_LABEL = {"up": "up", "partial": "partial", "down": "down", "maintenance": "maintenance", "nodata": "no data"}
 PAGE_JS = resources.files("bridge").joinpath("static/page.js").read_text("utf-8").strip()
 # The page's only script is inline; its hash in the CSP lets it run while injected markup never could.
 PAGE_JS_HASH = "sha256-" + b64encode(hashlib.sha256(PAGE_JS.encode()).digest()).decode()
@@ -161,24 +161,19 @@ def component_names(snap: Snapshot, ids: Iterable[str]) -> list[str]:
     return names
 
 
+def uptime_summary(bars: Bars) -> str:
+    """'97.61% uptime (10 days 12 h of data)': the data part only while less than the window was monitored."""
+    return percent_text(bars.percent) + ("" if bars.data is None else f" ({bars.data} of data)")
+
+
 def bars_label(bars: Bars) -> str:
-    """What the bars say, for screen readers: '90 days: 88 up, 2 down'."""
-    parts = [f"{bars.count(s)} {BAR_LABEL[s]}" for s in BAR_LABEL if bars.count(s)]
-    return f"Last {DAYS} days: " + ", ".join(parts)
+    """The bars as a whole, for screen readers; each span is an image named by its title (its days and uptime)."""
+    return f"Last {DAYS} days: {uptime_summary(bars)}"
 
 
 def percent_text(p: float | None) -> str:
     """'99.95% uptime' truncated to two decimals (only a spotless span reads 100.00%), or 'no history yet'."""
-    if p is None:
-        return "no history yet"
-    return f"{math.floor(p * 100 + 1e-6) / 100:.2f}% uptime"
-
-
-def run_title(run: Run) -> str:
-    """Hover text of one run of days."""
-    span = run.first.isoformat() if run.days == 1 else f"{run.first.isoformat()} to {run.last.isoformat()}"
-    label = BAR_LABEL[run.status]
-    return f"{span}: {label}" + ("" if run.percent is None else f", {percent_text(run.percent)}")
+    return "no history yet" if p is None else f"{percent_words(p)} uptime"
 
 
 # The page state's colour and icon, by the status that looks the same (grey "no data" for unknown).
@@ -191,9 +186,8 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "iso": iso_utc,
     "label": lambda s: STATUS_NAME[Status(s)],
     "state": lambda s: STATE_LABEL.get(s, s.replace("_", " ").capitalize()),
-    "percent": percent_text,
-    "run_title": run_title,
     "bars_label": bars_label,
+    "uptime_summary": uptime_summary,
     "notice_path": notice_path,
     "kind": notice_kind,
 }
