@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.config import CheckPattern, Component, Config, Group
 from bridge.model import CheckState, StatusData
@@ -201,3 +202,16 @@ listen = "127.0.0.1:{free_port()}"
 cache_seconds = 5
 {WEB_GROUP_TOML}""")
     return cfg
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]  # (name, sorted labels) -> value
+
+
+def metric_samples(text: str) -> Samples:
+    """Every sample of a Prometheus text exposition."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def by_source(samples: Samples, name: str) -> dict[str, float]:
+    """The samples of one per-source family (status_bridge_source_*): source label -> value."""
+    return {dict(labels)["source"]: value for (n, labels), value in samples.items() if n == name}
