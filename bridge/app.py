@@ -28,6 +28,7 @@ from bridge.ratelimit import LimiterCollector, RateLimiter
 from bridge.reload import SOURCES, Sources, sources_ctx
 from bridge.schedule import SCHEDULER, Scheduler, scheduler_ctx
 from bridge.settings import Settings
+from bridge.source_metrics import IcingaCollector, SourceCollector
 from bridge.storage import list_notices, list_overrides
 from bridge.tasks import cancel_and_wait
 from bridge.views import add_routes
@@ -57,6 +58,8 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     app[HEALTH] = sources.health
     app[REGISTRY] = make_registry(SnapshotCollector(live, lambda now: app[HEALTH](now)))
     app[REGISTRY].register(LimiterCollector(limiter))
+    app[REGISTRY].register(SourceCollector(live, clock))
+    app[REGISTRY].register(IcingaCollector(lambda: sources.icinga))
     db = open_db(settings.db_path or ":memory:")
     app[DB] = db
     # Every change of a component's status is appended to the history (read back for uptime metrics).

@@ -11,6 +11,7 @@ import os
 import random
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from bridge.icinga_parse import (
     SERVICE_ATTRS,
     CheckKey,
     IcingaState,
+    event_type,
     status_data_of,
 )
 from bridge.model import CheckState, SourceHealth, StatusData
@@ -87,6 +89,7 @@ class IcingaSource:
         self.current: StatusData | None = None
         self.facts = StreamFacts(down_since=clock())
         self.version: str | None = None
+        self.events: Counter[str] = Counter()  # stream lines by event type ("invalid": not a JSON object)
         self._dirty = asyncio.Event()
         self._last_notified: tuple[bool, StreamFacts, int] | None = None
         self._generation = 0  # bumped on every data publish
@@ -205,8 +208,13 @@ class IcingaSource:
                 event = json.loads(line.decode("utf-8", "replace"))
             except ValueError:
                 log.warning("Icinga 2 sent a line that is not JSON (%d bytes); skipped", len(line))
+                self.events["invalid"] += 1
                 continue
-            if isinstance(event, dict) and self.state.apply(event):
+            if not isinstance(event, dict):
+                self.events["invalid"] += 1
+                continue
+            self.events[event_type(event)] += 1
+            if self.state.apply(event):
                 self._dirty.set()
         raise IcingaError("event stream closed by Icinga 2")
 

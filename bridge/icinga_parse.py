@@ -23,6 +23,8 @@ EVENT_TYPES = (
     "DowntimeRemoved",
     "Flapping",
 )
+# /metrics counts stream lines by these: each subscribed type, "other" (not asked for), "invalid" (not an object).
+EVENT_LABELS = (*EVENT_TYPES, "other", "invalid")
 _CHECK_ATTRS = (
     "name", "state", "state_type", "last_hard_state", "last_hard_state_change", "last_check",
     "last_check_result", "last_state_change", "acknowledgement", "downtime_depth", "flapping", "last_reachable",
@@ -125,6 +127,12 @@ def downtime_in_effect(downtime: Json, now: float) -> bool:
     if downtime.get("fixed") is True:
         return now < _num(downtime.get("end_time"), math.inf)
     return now < trigger + _num(downtime.get("duration"))
+
+
+def event_type(event: Json) -> str:
+    """The event's type when it is one we subscribe to, else "other"."""
+    kind = event.get("type")
+    return kind if isinstance(kind, str) and kind in EVENT_TYPES else "other"
 
 
 def status_data_of(checks: Mapping[CheckKey, CheckState], created: float, version: str | None) -> StatusData:

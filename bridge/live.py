@@ -34,6 +34,7 @@ from bridge.model import (
 from bridge.notices import Notice, Override, shown_overrides, sorry_state
 from bridge.release import release
 from bridge.render import oxford
+from bridge.source_stats import SourceStats
 
 log = logging.getLogger("bridge.live")
 NO_DATA_HEALTH = SourceHealth(stale=True, reason="no monitoring data yet")
@@ -62,6 +63,7 @@ class Live:
         self._inputs = self._shown = 0
         self._merging = asyncio.Lock()  # one merge in a worker thread at a time; later calls queue behind it
         self._replaced: list[StatusData] = []  # objects let go of since the last publish, released by the next
+        self.stats = SourceStats()  # per source: updates taken, preparing time (for /metrics)
         self.published = self._build(self.started_at)
 
     @property
@@ -79,7 +81,9 @@ class Live:
         # With two sources holding data a merged object gets published, prepared by publish_source:
         # preparing a source's own object then is wasted work (and takes a Matcher slot).
         if sum(v.data is not None for v in tuple(self.sources.values())) < 2:
+            started = time.perf_counter()
             prepare(data, self.config, self.matcher)
+            self.stats.prepared(data, time.perf_counter() - started)
 
     def update(self, data: StatusData | None, health: SourceHealth, source: str = "statusdat") -> None:
         """Take new inputs from one source and publish a new generation."""
@@ -88,7 +92,7 @@ class Live:
     def update_source(self, view: SourceView) -> None:
         """Replace one source's view, re-merge (newest result per check wins) and publish, all on the loop."""
         self._take(view)
-        self._publish(merge(list(self.sources.values())), self._inputs)
+        self._publish(*self._merge_prepared(tuple(self.sources.values())), self._inputs)
 
     async def publish_source(self, view: SourceView) -> None:
         """Replace one source's view and publish: merged and prepared in a worker thread, assembled on the loop.
@@ -116,6 +120,7 @@ class Live:
         old = self.sources.get(view.name)
         if old is not None and old.data is not None and old.data is not view.data:
             self._replaced.append(old.data)
+        self.stats.taken(old.data if old is not None else None, view)
         self.sources[view.name] = view
         self._inputs += 1
 
@@ -125,24 +130,26 @@ class Live:
         async with self._merging:
             while self._shown < wanted:
                 inputs = self._inputs
-                merged = await asyncio.to_thread(self._merge_prepared, tuple(self.sources.values()))
+                merged, took = await asyncio.to_thread(self._merge_prepared, tuple(self.sources.values()))
                 if inputs == self._inputs:
-                    self._publish(merged, inputs)
+                    self._publish(merged, took, inputs)
                 else:  # newer inputs came meanwhile: merge those (or a synchronous update published them)
                     self._discard(merged)
 
-    def _merge_prepared(self, views: Sequence[SourceView]) -> Merged:
-        """merge(views) with the result prepared for aggregation (worker thread; one source: its own object)."""
+    def _merge_prepared(self, views: Sequence[SourceView]) -> tuple[Merged, float]:
+        """merge(views), prepared for aggregation, and its duration (worker thread; one source: its own object)."""
+        started = time.perf_counter()
         merged = merge(views)
         if merged.data is not None:
             prepare(merged.data, self.config, self.matcher)  # for a single source, usually all cache hits
-        return merged
+        return merged, time.perf_counter() - started
 
-    def _publish(self, merged: Merged, inputs: int) -> None:
-        """Swap in merged (from inputs generation `inputs`), publish it and release what it replaced."""
+    def _publish(self, merged: Merged, took: float, inputs: int) -> None:
+        """Swap in merged (inputs generation `inputs`, made ready in `took` s), publish it, release what it replaced."""
         previous = self.data
         self.data, self.health, self.stale_keys = merged.data, merged.health, merged.stale_keys
         self._shown = inputs
+        self.stats.published(self.sources.values(), took)
         self._swap(self.clock())
         if previous is not None:
             self._replaced.append(previous)

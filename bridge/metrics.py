@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import platform
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import (
     CollectorRegistry,
     GCCollector,
+    Info,
     PlatformCollector,
     ProcessCollector,
 )
@@ -21,6 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from bridge import __version__
 from bridge.live import Live
 from bridge.model import SourceHealth, Status
 
@@ -85,23 +87,6 @@ class SnapshotCollector(Collector):
         page.add_metric([snap.page.state], PAGE_CODE[snap.page.state])
         yield page
         yield GaugeMetricFamily("status_bridge_stale", "1 when the monitoring data is stale or missing.", value=float(health.stale))
-        age = now - health.data_created if health.data_created is not None else math.nan
-        yield GaugeMetricFamily(
-            "status_bridge_statusdat_age_seconds", "Age of the monitoring data (now - info.created).", value=age
-        )
-        duration = health.last_parse_seconds if health.last_parse_seconds is not None else math.nan
-        yield GaugeMetricFamily(
-            "status_bridge_parse_duration_seconds", "Duration of the last status.dat read and parse.", value=duration
-        )
-        yield GaugeMetricFamily(
-            "status_bridge_last_parse_error_timestamp_seconds",
-            "Unix time of the last failed read or parse of status.dat (0 if none).",
-            value=health.last_error_time or 0.0,
-        )
-        yield CounterMetricFamily("status_bridge_parses", "Successful status.dat parses.", value=health.parses_total)
-        yield CounterMetricFamily(
-            "status_bridge_parse_errors", "Failed status.dat reads or parses.", value=health.errors_total
-        )
         data = self.live.data
         checks = GaugeMetricFamily("status_bridge_checks", "Known monitoring objects.", labels=["kind"])
         checks.add_metric(["host"], len(data.hosts) if data else 0)
@@ -133,6 +118,8 @@ def make_registry(collector: Collector) -> CollectorRegistry:
     """A private registry per app, so tests and several apps in one process never collide."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(collector)
+    build = Info("status_bridge_build", "The running status-bridge and Python versions (value 1).", registry=registry)
+    build.info({"version": __version__, "python": platform.python_version()})
     # The standard process_* and python_* families every Prometheus exporter has (RSS, CPU, fds, GC).
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.config import CheckPattern, Component, Config, Group
 from bridge.model import CheckState, GroupView, Snapshot, SourceHealth, StatusData
@@ -220,3 +221,16 @@ def snapshot_of(
     health = SourceHealth(stale=stale, reason=reason, data_created=created)
     return Snapshot(page_name, page_url, generated, created, stale, reason, page_state(groups, health, notices),
                     groups, health, notices)
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]  # (name, sorted labels) -> value
+
+
+def metric_samples(text: str) -> Samples:
+    """Every sample of a Prometheus text exposition."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def by_source(samples: Samples, name: str) -> dict[str, float]:
+    """The samples of one per-source family (status_bridge_source_*): source label -> value."""
+    return {dict(labels)["source"]: value for (n, labels), value in samples.items() if n == name}

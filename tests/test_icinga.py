@@ -42,7 +42,7 @@ from bridge.live import Live
 from bridge.merge import SourceView
 from bridge.model import CheckState, SourceHealth, StatusData
 from bridge.settings import Settings
-from tests.conftest import web_config
+from tests.conftest import Samples, by_source, metric_samples, web_config
 from tests.icinga import API_USER, Icinga
 
 # Recorded from Icinga 2.13.6 (Debian 12 icinga2) with `attrs=` as the bridge sends; one result per line.
@@ -642,6 +642,16 @@ def statuses(body: dict[str, Any]) -> dict[str, str]:
     return {s["id"]: s["status"] for g in body["groups"] for s in g["services"]}
 
 
+CONNECTED, RECONNECTS = ("status_bridge_icinga_connected", ()), ("status_bridge_icinga_reconnects_total", ())
+
+
+async def scrape(client: Any) -> Samples:
+    """GET /metrics, parsed."""
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    return metric_samples(await resp.text())
+
+
 @pytest.mark.real
 async def test_bridge_follows_a_real_icinga(icinga: Icinga, aiohttp_client: Any) -> None:
     for host, services in SERVICES.items():
@@ -656,6 +666,9 @@ async def test_bridge_follows_a_real_icinga(icinga: Icinga, aiohttp_client: Any)
     # Start-up waited for the first sync over TLS, verified against Icinga's own CA.
     body = await wait_feed(client, lambda b: statuses(b) == {"website": "up", "database": "up"}, 5, "synced")
     assert body["stale"] is False
+    metrics = await scrape(client)
+    assert metrics[CONNECTED] == 1.0 and by_source(metrics, "status_bridge_source_stale") == {"icinga": 0.0}
+    assert ("status_bridge_parses_total", ()) not in metrics  # status.dat's own families: no status.dat here
 
     await asyncio.to_thread(icinga.submit, "web-1", "HTTP", 2, "CRITICAL - connection refused\nsecond line")
     await wait_feed(client, lambda b: statuses(b)["website"] == "down", 15, "down from the event stream")
@@ -670,10 +683,16 @@ async def test_bridge_follows_a_real_icinga(icinga: Icinga, aiohttp_client: Any)
     assert time.monotonic() - stopped >= STALE_AFTER - 0.5  # not at the first hiccup
     assert "Icinga 2 event stream down since" in body["stale_reason"]
     assert statuses(body) == {"website": "down", "database": "maintenance"}  # last known, not invented "down"
+    metrics = await scrape(client)
+    assert metrics[CONNECTED] == 0.0 and metrics[RECONNECTS] >= 1.0
+    assert by_source(metrics, "status_bridge_source_stale") == {"icinga": 1.0}
+    assert metrics[("status_bridge_icinga_events_total", (("type", "CheckResult"),))] >= 1.0
 
     await asyncio.to_thread(icinga.start)  # same port, same retained state
     body = await wait_feed(client, lambda b: not b["stale"], 20, "fresh again after Icinga came back")
     assert statuses(body) == {"website": "down", "database": "maintenance"}
+    metrics = await scrape(client)
+    assert metrics[CONNECTED] == 1.0 and by_source(metrics, "status_bridge_source_stale") == {"icinga": 0.0}
 
 
 @pytest.mark.real
