@@ -43,6 +43,12 @@ async def healthz(request: web.Request) -> web.Response:
         # What the page tells visitors right now (the same state as every public surface).
         "page_state": page.state,
         "page_headline": page.headline,
+        # Each source as the page last took it: with several, one may be stale while the page is not.
+        "sources": {
+            v.name: {"stale": v.health.stale, "reason": v.health.reason,
+                     "data_age_seconds": None if v.health.data_created is None else round(now - v.health.data_created, 3)}
+            for v in request.app[LIVE].sources.values()
+        },
     }
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 

@@ -158,3 +158,5 @@ async def test_every_surface_renders_the_page_state(aiohttp_client: Any, tmp_pat
     assert samples == [(scenario.state, f"{float(metric_value)}")]
     health = await get_json(client, "/healthz")
     assert (health["page_state"], health["page_headline"]) == (scenario.state, scenario.headline)
+    if name == "part stale":  # one source stopped: /healthz names it while the page is not unknown
+        assert (health["sources"]["statusdat"]["stale"], health["sources"]["passive"]["stale"]) == (False, True)
