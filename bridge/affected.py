@@ -77,7 +77,8 @@ def read_changes(db: Database, snap: Snapshot, notices: Iterable[Notice],
         for cid in ids:
             found = read_history(db, cid, EFFECTIVE, start, end)
             last = (pending or {}).get(cid)
-            # The history writer may still hold the newest change: taken in time order, an earlier one is no news.
+            # The history writer may not have stored the newest change yet: add the recorder's copy (a row
+            # already stored twice changes no status at any instant).
             rows[cid] = sorted([*found, (last.at, last.status)], key=lambda r: r[0]) if last is not None else found
         out.update(update_changes(rows, n.updates))
     return out
