@@ -160,8 +160,9 @@ async def notices_list(request: web.Request) -> web.Response:
 @admin
 async def notices_create(request: web.Request) -> web.Response:
     """POST /api/v1/admin/notices: create a notice with its first update."""
-    spec = parse_notice(await read_json(request), known_ids(request.app[LIVE].config))
-    notice = ops.add_notice(request.app[DB], spec, _now(request))
+    now = _now(request)
+    spec = parse_notice(await read_json(request), known_ids(request.app[LIVE].config), now)
+    notice = ops.add_notice(request.app[DB], spec, now)
     log.info("admin: created notice %d (%s, %s)", notice.id, notice.type, notice.state)
     _refresh(request)
     resp = _notice_reply(request, notice, 201)

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bridge.config import Config
-from bridge.notices import STATES, Notice
+from bridge.notices import ENDED_STATES, STATES, Notice
 
 SUBJECT_MAX = 200
 CONTENT_MAX = 10_000
@@ -108,15 +108,14 @@ def parse_time(value: object, field: str) -> float:
     return epoch
 
 
-def parse_notice(body: object, known: Collection[str]) -> NoticeInput:
-    """A new notice: type, state (default by type), subject, content (default by state), components, schedule."""
+def parse_notice(body: object, known: Collection[str], now: float) -> NoticeInput:
+    """A new notice: type, state (default by type and schedule), subject, content (default by state), components, schedule."""
     obj = json_object(body, ("type", "state", "subject", "content", "components", "begins_at", "ends_at"))
     if "type" not in obj:
         raise InputError("type", "required: planned or unplanned")
     type_ = choice_field(obj, "type", tuple(STATES))
     state = choice_field(obj, "state", STATES[type_]) if "state" in obj else DEFAULT_STATE[type_]
     subject = _subject(obj)
-    content = text_field(obj, "content", CONTENT_MAX, multiline=True) if "content" in obj else DEFAULT_CONTENT[state]
     components = _components(obj["components"], known, "components") if "components" in obj else ()
     begins_at = ends_at = None
     if type_ == "planned":
@@ -125,13 +124,18 @@ def parse_notice(body: object, known: Collection[str]) -> NoticeInput:
                 raise InputError(key, "required for planned maintenance")
         begins_at, ends_at = parse_time(obj["begins_at"], "begins_at"), parse_time(obj["ends_at"], "ends_at")
         ordered(begins_at, ends_at, "ends_at")
+        if ends_at <= now:  # the page never showed it: there is nothing to announce
+            raise InputError("ends_at", "is in the past: this maintenance is already over")
+        if begins_at <= now:
+            state = _started(state if "state" in obj else None)
     else:
         _no_schedule(obj)
+    content = text_field(obj, "content", CONTENT_MAX, multiline=True) if "content" in obj else DEFAULT_CONTENT[state]
     return NoticeInput(type_, state, subject, content, components, begins_at, ends_at)
 
 
-def parse_notice_patch(body: object, known: Collection[str], notice: Notice) -> NoticePatch:
-    """Changes to an existing notice; the resulting schedule is checked against the stored one."""
+def parse_notice_patch(body: object, known: Collection[str], notice: Notice, now: float) -> NoticePatch:
+    """Changes to an existing notice; the resulting schedule is checked against the stored one and the clock."""
     obj = json_object(body, ("subject", "begins_at", "ends_at", "components"))
     if not obj:
         raise InputError("body", "nothing to change: give subject, begins_at, ends_at or components")
@@ -148,6 +152,7 @@ def parse_notice_patch(body: object, known: Collection[str], notice: Notice) -> 
         ends = fields.get("ends_at", notice.ends_at)
         if begins is not None and ends is not None and ("begins_at" in fields or "ends_at" in fields):
             ordered(begins, ends, "ends_at" if "ends_at" in fields else "begins_at")
+        _moved_into_past(notice, fields, now)
     else:
         _no_schedule(obj)
     components = _components(obj["components"], known, "components") if "components" in obj else None
@@ -233,6 +238,23 @@ def ordered(start: float, end: float, field: str, start_name: str = "begins_at")
     """End strictly after start; field is the one the caller changed (reported)."""
     if end <= start:
         raise InputError(field, f"must be after {start_name}" if field == "ends_at" else "must be before ends_at")
+
+
+def _started(state: str | None) -> str:
+    """The state of a new maintenance whose start has passed: underway from now on, never a backdated schedule."""
+    if state == "scheduled":
+        raise InputError("state", "cannot be scheduled: begins_at is in the past (leave state out, or give underway)")
+    return state or "underway"
+
+
+def _moved_into_past(notice: Notice, fields: Mapping[str, Any], now: float) -> None:
+    """A maintenance not yet over keeps its transitions ahead: the scheduler would otherwise stamp them in the past."""
+    if notice.state in ENDED_STATES:
+        return  # editing the record of a finished maintenance moves nothing
+    if fields.get("ends_at", math.inf) <= now:
+        raise InputError("ends_at", "is in the past: post a 'complete' update to end the maintenance now")
+    if notice.state == "scheduled" and fields.get("begins_at", math.inf) <= now:
+        raise InputError("begins_at", "is in the past: post an 'underway' update to start the maintenance now")
 
 
 def _no_schedule(obj: Mapping[str, Any]) -> None:

@@ -70,7 +70,7 @@ def add_notice(db: Database, spec: NoticeInput, now: float) -> Notice:
 def patch_notice(db: Database, notice_id: int, body: object, known: Collection[str], now: float) -> Patched:
     """Change subject/schedule/components; the new schedule is checked against the stored one (InputError)."""
     with write_transaction(db):
-        patch = parse_notice_patch(body, known, read_notice(db, notice_id))
+        patch = parse_notice_patch(body, known, read_notice(db, notice_id), now)
         updated = update_notice(db, notice_id, now=now, components=patch.components, **patch.fields)
     assert updated is not None  # the write lock was held since the read
     return Patched(updated, (*patch.fields, *(("components",) if patch.components is not None else ())))

@@ -115,8 +115,8 @@ def _print_notice(n: Notice, args: argparse.Namespace, now: float) -> None:
 def cmd_notice_create(args: argparse.Namespace) -> None:
     """status-bridge notice create: a new incident (unplanned) or maintenance (planned)."""
     known = known_cli_ids(args, known_ids, needed=bool(args.components))
-    spec = parse_notice(option_body(args, ("type", "state", "subject", "content", "components", "begins_at", "ends_at")), known)
     now = time.time()
+    spec = parse_notice(option_body(args, ("type", "state", "subject", "content", "components", "begins_at", "ends_at")), known, now)
     _print_notice(ops.add_notice(open_cli_db(args, False), spec, now), args, now)
 
 
@@ -218,8 +218,8 @@ def add_admin_commands(sub: Any) -> None:
     create.add_argument("--state", help="initial state (default: investigating / scheduled)")
     create.add_argument("--content", help="text of the first update (default: a standard sentence)")
     create.add_argument("--component", dest="components", action="append", metavar="ID", help="affected component or group (repeatable)")
-    create.add_argument("--begins-at", help=f"planned start: {TIME_HELP}")
-    create.add_argument("--ends-at", help=f"planned end: {TIME_HELP}")
+    create.add_argument("--begins-at", help=f"planned start (already past: the maintenance is underway from now): {TIME_HELP}")
+    create.add_argument("--ends-at", help=f"planned end, not in the past: {TIME_HELP}")
 
     update = subcommand(nsub, "update", cmd_notice_update, "add a progress update and/or change a notice")
     update.add_argument("id", type=numeric_id, help="notice id")

@@ -23,6 +23,7 @@ from bridge.configcheck import (
     describe,
     join,
     parse_listen,
+    page_url_problem,
     syntax_problem,
     url_problem,
 )
@@ -71,7 +72,7 @@ def parse_config(text: str, path: Path | None = None) -> Config:
     if icinga_url and (reason := url_problem(icinga_url)):
         ck.problem("icinga.url", reason)
     page_url = ck.string(page, "url", "page")
-    if page_url and (reason := url_problem(page_url)):
+    if page_url and (reason := page_url_problem(page_url)):
         ck.problem("page.url", reason)
     host, port = Config.listen_host, Config.listen_port
     listen = ck.string(http, "listen", "http", f"{host}:{port}")

@@ -92,6 +92,18 @@ def url_problem(text: str) -> str | None:
     return None
 
 
+def page_url_problem(text: str) -> str | None:
+    """url_problem, plus what breaks the links built below the page's URL (or publishes a secret in every feed)."""
+    if (reason := url_problem(text)) is not None:
+        return reason
+    parts = urlsplit(text)
+    if parts.query or parts.fragment or "?" in text or "#" in text:
+        return f"must not have a query or fragment: notice links are appended to its path (got {text!r})"
+    if parts.username is not None:
+        return "must not hold a user name or password: it is published in every feed"
+    return None
+
+
 class Checker:
     """Collects every problem found in one file so they can be reported together."""
 

@@ -97,6 +97,16 @@ def timeline_state(notice: Notice, now: float, recent_days: float = 7.0) -> str:
     return "present"
 
 
+def notice_path(notice: Notice) -> str:
+    """Where the page shows a notice (the slug is for people; the id alone resolves too)."""
+    return f"/notices/{notice.id}-{notice.slug}" if notice.slug else f"/notices/{notice.id}"
+
+
+def notice_url(page_url: str, notice: Notice) -> str:
+    """The notice's address below the page's public URL: absolute when [page] url is set, else a root-relative path."""
+    return page_url.rstrip("/") + notice_path(notice)
+
+
 def is_underway(notice: Notice) -> bool:
     """A planned maintenance currently in progress."""
     return notice.type == "planned" and notice.state == "underway"

@@ -86,8 +86,8 @@ def create_notice(
 ) -> Notice:
     """Insert a notice with its first update and component links in one transaction (inputs pre-validated)."""
     with write_transaction(db):
-        if type == "unplanned" and began_at is None:
-            began_at = now
+        if began_at is None and (type == "unplanned" or state != "scheduled"):
+            began_at = now  # a maintenance created underway (its start already past) began when it was announced
         ended_at = now if state in ENDED_STATES else None
         notice_id = db["notices"].insert(
             {

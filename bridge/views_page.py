@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -9,27 +10,29 @@ from typing import cast
 
 from aiohttp import hdrs, web
 
+from bridge.affected import NONE, ChangeReader, Changes
 from bridge.encoded import Encoded, Published
 from bridge.front import Handler, route
 from bridge.http import ApiError, etag_matches, feed_response
-from bridge.keys import LIVE
+from bridge.keys import DB, LIVE
 from bridge.model import Snapshot
 from bridge.render import atom, badge, statuspage
 
 BADGE_MAX_AGE = 30  # seconds at most: badges sit in READMEs and dashboards behind caching proxies
 V2 = "/api/v2"
 
-# Path -> renderer of the JSON document served there.
-V2_DOCS: dict[str, Callable[[Snapshot], object]] = {
+# Path -> renderer of the JSON document served there (with the component changes of the notices' updates).
+V2_DOCS: dict[str, Callable[[Snapshot, Changes], object]] = {
     f"{V2}/summary.json": statuspage.summary_doc,
-    f"{V2}/status.json": statuspage.status_doc,
-    f"{V2}/components.json": statuspage.components_doc,
+    f"{V2}/status.json": lambda s, _: statuspage.status_doc(s),
+    f"{V2}/components.json": lambda s, _: statuspage.components_doc(s),
     f"{V2}/incidents.json": statuspage.incidents_doc,
-    f"{V2}/incidents/unresolved.json": lambda s: statuspage.incidents_doc(s, only_unresolved=True),
+    f"{V2}/incidents/unresolved.json": lambda s, c: statuspage.incidents_doc(s, c, only_unresolved=True),
     f"{V2}/scheduled-maintenances.json": statuspage.maintenances_doc,
-    f"{V2}/scheduled-maintenances/upcoming.json": lambda s: statuspage.maintenances_doc(s, "upcoming"),
-    f"{V2}/scheduled-maintenances/active.json": lambda s: statuspage.maintenances_doc(s, "active"),
+    f"{V2}/scheduled-maintenances/upcoming.json": lambda s, c: statuspage.maintenances_doc(s, c, "upcoming"),
+    f"{V2}/scheduled-maintenances/active.json": lambda s, c: statuspage.maintenances_doc(s, c, "active"),
 }
+WITHOUT_NOTICES = frozenset({f"{V2}/status.json", f"{V2}/components.json"})
 
 
 @dataclass
@@ -39,12 +42,21 @@ class GenerationCache:
     published: Published | None = None
     docs: dict[str, Encoded] = field(default_factory=dict)
 
+    def peek(self, published: Published, key: str) -> Encoded | None:
+        """The document for key if this generation has it; a new generation drops every document of the old one."""
+        if self.published is not published:
+            self.published, self.docs = published, {}
+        return self.docs.get(key)
+
+    def put(self, published: Published, key: str, doc: Encoded) -> Encoded:
+        """Remember doc for key in this generation."""
+        if self.peek(published, key) is None:
+            self.docs[key] = doc
+        return doc
+
     def get(self, published: Published, key: str, build: Callable[[Snapshot], Encoded | None]) -> Encoded | None:
         """The document for key in this generation, built on first use; None (not cached) when build says so."""
-        if self.published is not published:
-            # A new generation: drop every document of the old one.
-            self.published, self.docs = published, {}
-        doc = self.docs.get(key)
+        doc = self.peek(published, key)
         if doc is None:
             doc = build(published.snapshot)
             if doc is not None:
@@ -53,6 +65,26 @@ class GenerationCache:
 
 
 PAGE_CACHE = web.AppKey("page_cache", GenerationCache)
+
+
+@dataclass
+class ChangeCache:
+    """The history read behind the notice documents: once per published generation, in a task the requests share."""
+
+    reader: ChangeReader
+    published: Published | None = None
+    task: asyncio.Task[Changes] | None = None
+
+    async def get(self, published: Published) -> Changes:
+        """The changes for this generation's listed notices (read on the first request of the generation)."""
+        if self.published is not published or self.task is None:
+            snap = published.snapshot
+            self.published, self.task = published, asyncio.create_task(self.reader.read(snap, statuspage.listed(snap)))
+        # Shielded: a client hanging up must not cancel the read the other requests wait for.
+        return await asyncio.shield(self.task)
+
+
+CHANGES = web.AppKey("v2_changes", ChangeCache)
 
 
 def raw(body: bytes) -> Encoded:
@@ -70,15 +102,18 @@ def _cached(request: web.Request, key: str, build: Callable[[Snapshot], Encoded]
     return cast(Encoded, _lookup(request, key, build))
 
 
-def _v2_handler(app: web.Application, path: str, render: Callable[[Snapshot], object]) -> Handler:
+def _v2_handler(app: web.Application, path: str, render: Callable[[Snapshot, Changes], object]) -> Handler:
     """A handler serving one Statuspage-compatible document (JSON or JSONP)."""
-    live, cache = app[LIVE], app[PAGE_CACHE]  # bound once, not looked up per request: widgets poll these
-
-    def build(snap: Snapshot) -> Encoded:
-        return Encoded.of(render(snap))
+    live, cache, changes = app[LIVE], app[PAGE_CACHE], app[CHANGES]  # bound once: widgets poll these
 
     async def handler(request: web.Request) -> web.Response:
-        doc = cast(Encoded, cache.get(live.published, path, build))
+        published = live.published
+        doc = cache.peek(published, path)
+        if doc is None:
+            found = NONE if path in WITHOUT_NOTICES else await changes.get(published)
+            doc = Encoded.of(render(published.snapshot, found))
+            if live.published is published:  # a newer generation may have come while the history was read
+                cache.put(published, path, doc)
         return feed_response(request, doc, live.config.cache_seconds)
 
     handler.__doc__ = f"GET {path}: Statuspage v2-compatible."
@@ -130,9 +165,16 @@ async def badge_svg(request: web.Request) -> web.Response:
     return doc_response(request, doc, badge.CONTENT_TYPE, max_age, csp)
 
 
+async def _close_reader(app: web.Application) -> None:
+    """Close the history reader's connection (on_cleanup: after every source has stopped publishing)."""
+    await app[CHANGES].reader.close()
+
+
 def add_page_routes(app: web.Application) -> None:
-    """Register the Statuspage v2 API, the Atom feed and the badge."""
+    """Register the Statuspage v2 API, the Atom feed and the badge (after the app's DB and Live are set)."""
     app[PAGE_CACHE] = GenerationCache()
+    app[CHANGES] = ChangeCache(ChangeReader(app[DB], app[LIVE].recorder))
+    app.on_cleanup.append(_close_reader)
     for path, render in V2_DOCS.items():
         route(app, "GET", path, _v2_handler(app, path, render))
     route(app, "GET", "/notices.atom", notices_atom)

@@ -75,7 +75,8 @@ async def test_atom_entries_and_updates(aiohttp_client, tmp_path) -> None:
     assert first.findtext(f"{A}id") == f"tag:status.example.org,{atom._day(now - 7200)}:notices/{old.id}"
     assert first.findtext(f"{A}updated") == atom.iso_utc(now - 60)
     assert root.findtext(f"{A}updated") == first.findtext(f"{A}updated")
-    assert first.find(f"{A}link").get("href") == f"https://status.example.org/notices/{old.id}"
+    # The notice page's canonical address (with the slug), as the Sorry and Statuspage feeds link it.
+    assert first.find(f"{A}link").get("href") == f"https://status.example.org/notices/{old.id}-db-slow"
     assert first.find(f"{A}category").get("term") == "incident"
     content = first.find(f"{A}content")
     assert content.get("type") == "html"
@@ -84,7 +85,7 @@ async def test_atom_entries_and_updates(aiohttp_client, tmp_path) -> None:
     assert positions == sorted(positions)  # updates listed newest first
     assert "<strong>Resolved</strong>" in text and "<strong>Investigating</strong>" in text
     assert second.find(f"{A}category").get("term") == "maintenance"
-    assert second.find(f"{A}link").get("href") == f"https://status.example.org/notices/{maint.id}"
+    assert second.find(f"{A}link").get("href") == f"https://status.example.org/notices/{maint.id}-upgrade"
     assert "Scheduled: " in (second.findtext(f"{A}content") or "")
 
 
@@ -99,7 +100,7 @@ async def test_atom_escapes_hostile_text(aiohttp_client, tmp_path) -> None:
     assert entry.findtext(f"{A}title") == f"{HOSTILE} (Investigating)"
     # The html content is escaped once more: a reader shows the text, it never runs it.
     assert "&lt;script&gt;" in (entry.findtext(f"{A}content") or "")
-    assert entry.find(f"{A}link").get("href").endswith(f"/notices/{n.id}")
+    assert entry.find(f"{A}link").get("href").endswith(f"/notices/{n.id}-script-alert-x-script-quoted-cdata-x")
 
 
 def test_atom_drops_characters_xml_cannot_carry() -> None:

@@ -9,9 +9,8 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from bridge.model import Snapshot
-from bridge.notices import Notice
+from bridge.notices import Notice, notice_url
 from bridge.render.oxford import iso_utc
-from bridge.render.statuspage import notice_url
 
 ATOM = "http://www.w3.org/2005/Atom"
 CONTENT_TYPE = "application/atom+xml"
@@ -90,7 +89,7 @@ def _entry(feed: ET.Element, snap: Snapshot, n: Notice, authority: str) -> None:
     _el(entry, "title", f"{n.subject} ({_label(n.state)})")
     _el(entry, "updated", iso_utc(n.updated_at) or "")
     _el(entry, "published", iso_utc(n.created_at) or "")
-    _el(entry, "link", rel="alternate", type="text/html", href=notice_url(snap, n))
+    _el(entry, "link", rel="alternate", type="text/html", href=notice_url(snap.page_url, n))
     kind = "maintenance" if n.type == "planned" else "incident"
     _el(entry, "category", term=kind, label=kind.capitalize())
     # type="html": the markup travels as escaped text, so nothing in it can break the XML.

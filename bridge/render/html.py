@@ -18,6 +18,7 @@ from bridge.notices import (
     Override,
     active_overrides,
     is_underway,
+    notice_path,
     timeline_state,
 )
 from bridge.render.atom import STATE_LABEL
@@ -58,11 +59,6 @@ def relative(epoch: float | None, now: float) -> str:
             words = f"{n} {unit}{'' if n == 1 else 's'}"
             return f"in {words}" if ahead else f"{words} ago"
     return "just now"  # not reached: left >= 60 s falls in the minute branch
-
-
-def notice_path(n: Notice) -> str:
-    """Where the page shows a notice (the slug is for people; the id alone resolves too)."""
-    return f"/notices/{n.id}-{n.slug}" if n.slug else f"/notices/{n.id}"
 
 
 def notice_kind(n: Notice) -> str:

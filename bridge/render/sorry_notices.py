@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.model import Snapshot
-from bridge.notices import Notice, NoticeUpdate, timeline_state
+from bridge.notices import Notice, NoticeUpdate, notice_url, timeline_state
 from bridge.render.sorry import TreeTimes, entry_id, iso_ms, render_entry, tree_entries
 from bridge.render.sorry_query import API, NoticeFilter, linked_ids, paged
 from bridge.uptime import duration_words, impact_overlaps, notice_impact
@@ -38,7 +38,7 @@ def notice_object(snap: Snapshot, n: Notice, timeline: str, now: float) -> dict[
         "timeline_state": timeline,
         "state": n.state,
         "subject": n.subject,
-        "url": f"{snap.page_url.rstrip('/')}/notices/{n.id}-{n.slug}",
+        "url": notice_url(snap.page_url, n),
     }
     if n.type == "planned":
         obj["begins_at"] = iso_ms(n.begins_at)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from bridge.model import Snapshot, Status
-from bridge.notices import ENDED_STATES, Notice, NoticeUpdate, is_underway
+from bridge.notices import ENDED_STATES, Notice, NoticeUpdate, is_underway, notice_url
 from bridge.render.sorry import iso_ms
 from bridge.render.statuspage_components import (
+    COMPONENT_STATUS,
     component_objects,
     impact,
     page_id,
@@ -16,6 +17,9 @@ from bridge.render.statuspage_components import (
     shown_statuses,
     status_object,
 )
+
+if TYPE_CHECKING:  # the types only: reading the history is bridge.affected's (an edge), rendering stays pure
+    from bridge.affected import Change, Changes
 
 # Incidents are our unplanned notices, scheduled maintenances our planned ones; their impact is
 # derived (statuspage_components.impact). Fine values Statuspage cannot express stay visible in
@@ -31,8 +35,15 @@ INCIDENT_STATUS = {
 MAINTENANCE_STATUS = {"scheduled": "scheduled", "underway": "in_progress", "complete": "completed"}
 
 
-def _update(n: Notice, u: NoticeUpdate) -> dict[str, Any]:
-    """One incident update."""
+def _affected(changes: tuple[Change, ...] | None, names: Mapping[str, str]) -> list[dict[str, str]] | None:
+    """An update's affected_components; null (as Statuspage sends for an update that set none) when none is known."""
+    found = [{"code": c.component_id, "name": names[c.component_id], "old_status": COMPONENT_STATUS[c.old],
+              "new_status": COMPONENT_STATUS[c.new]} for c in changes or () if c.component_id in names]
+    return found or None
+
+
+def _update(n: Notice, u: NoticeUpdate, changes: Changes | None, names: Mapping[str, str]) -> dict[str, Any]:
+    """One incident update, Statuspage's keys in its order, then ours."""
     table = MAINTENANCE_STATUS if n.type == "planned" else INCIDENT_STATUS
     return {
         "id": str(u.id),
@@ -42,13 +53,16 @@ def _update(n: Notice, u: NoticeUpdate) -> dict[str, Any]:
         "created_at": iso_ms(u.created_at),
         "updated_at": iso_ms(u.updated_at),
         "display_at": iso_ms(u.created_at),
-        "affected_components": None,
+        "affected_components": _affected(None if changes is None else changes.get(u.id), names),
         "deliver_notifications": False,
+        "custom_tweet": None,
+        "tweet_id": None,
         "status_bridge_state": u.state,
     }
 
 
-def _incident(snap: Snapshot, n: Notice, comps: dict[str, dict[str, Any]], shown: dict[str, Status]) -> dict[str, Any]:
+def _incident(snap: Snapshot, n: Notice, comps: dict[str, dict[str, Any]], shown: dict[str, Status],
+              changes: Changes | None, names: Mapping[str, str]) -> dict[str, Any]:
     """An incident or scheduled maintenance with its updates (newest first, as Statuspage lists them)."""
     planned = n.type == "planned"
     table = MAINTENANCE_STATUS if planned else INCIDENT_STATUS
@@ -64,12 +78,13 @@ def _incident(snap: Snapshot, n: Notice, comps: dict[str, dict[str, Any]], shown
         "monitoring_at": iso_ms(monitoring[-1]) if monitoring and not planned else None,
         "resolved_at": iso_ms(n.ended_at) if n.state in ENDED_STATES else None,
         "impact": impact(snap, n, shown),
-        "shortlink": notice_url(snap, n),
+        "shortlink": notice_url(snap.page_url, n),
         "started_at": iso_ms(start if start is not None else n.created_at),
         "page_id": page_id(snap),
-        "incident_updates": [_update(n, u) for u in reversed(n.updates)],
+        "incident_updates": [_update(n, u, changes, names) for u in reversed(n.updates)],
         # Links to components since removed from the config are dropped rather than invented.
         "components": [c for cid, c in comps.items() if cid in linked],
+        "reminder_intervals": None,
     }
     if planned:
         obj["scheduled_for"] = iso_ms(n.begins_at)
@@ -78,18 +93,13 @@ def _incident(snap: Snapshot, n: Notice, comps: dict[str, dict[str, Any]], shown
     return obj
 
 
-def notice_url(snap: Snapshot, n: Notice) -> str:
-    """Where a notice is shown on the page."""
-    return f"{snap.page_url.rstrip('/')}/notices/{n.id}"
-
-
-def _incidents(
-    snap: Snapshot, notices: Iterable[Notice], comps: list[dict[str, Any]] | None = None
-) -> list[dict[str, Any]]:
+def _incidents(snap: Snapshot, notices: Iterable[Notice], changes: Changes | None,
+               comps: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Render notices (in the snapshot's order, newest first); comps: the rendered components, if at hand."""
     by_id = {o["id"]: o for o in (component_objects(snap) if comps is None else comps)}
     shown = shown_statuses(snap)
-    return [_incident(snap, n, by_id, shown) for n in notices]
+    names = {o["id"]: o["name"] for o in by_id.values() if not o["group"]}
+    return [_incident(snap, n, by_id, shown, changes, names) for n in notices]
 
 
 def unresolved(snap: Snapshot) -> list[Notice]:
@@ -117,31 +127,46 @@ def components_doc(snap: Snapshot) -> dict[str, Any]:
     return {"page": page_object(snap), "components": component_objects(snap)}
 
 
-def incidents_doc(snap: Snapshot, only_unresolved: bool = False) -> dict[str, Any]:
+def recent(snap: Snapshot, type_: str) -> list[Notice]:
+    """The 50 most recent incidents ("unplanned") or maintenances ("planned")."""
+    return [n for n in snap.notices if n.type == type_][:LIMIT]
+
+
+def summarised(snap: Snapshot) -> list[Notice]:
+    """Maintenance the summary lists: upcoming or in progress."""
+    return [n for n in snap.notices if n.type == "planned" and n.state in ("scheduled", "underway")]
+
+
+def listed(snap: Snapshot) -> list[Notice]:
+    """Every notice some document here lists: the updates whose component statuses are read from the history."""
+    picked = [*recent(snap, "unplanned"), *unresolved(snap), *recent(snap, "planned"), *summarised(snap)]
+    return list({n.id: n for n in picked}.values())
+
+
+def incidents_doc(snap: Snapshot, changes: Changes | None = None, only_unresolved: bool = False) -> dict[str, Any]:
     """GET /api/v2/incidents.json (50 most recent) or incidents/unresolved.json."""
-    picked = unresolved(snap) if only_unresolved else [n for n in snap.notices if n.type == "unplanned"][:LIMIT]
-    return {"page": page_object(snap), "incidents": _incidents(snap, picked)}
+    picked = unresolved(snap) if only_unresolved else recent(snap, "unplanned")
+    return {"page": page_object(snap), "incidents": _incidents(snap, picked, changes)}
 
 
-def maintenances_doc(snap: Snapshot, which: str = "all") -> dict[str, Any]:
+def maintenances_doc(snap: Snapshot, changes: Changes | None = None, which: str = "all") -> dict[str, Any]:
     """GET /api/v2/scheduled-maintenances.json (50 most recent), .../upcoming.json or .../active.json."""
     if which == "upcoming":
         picked = upcoming(snap)
     elif which == "active":
         picked = active(snap)
     else:
-        picked = [n for n in snap.notices if n.type == "planned"][:LIMIT]
-    return {"page": page_object(snap), "scheduled_maintenances": _incidents(snap, picked)}
+        picked = recent(snap, "planned")
+    return {"page": page_object(snap), "scheduled_maintenances": _incidents(snap, picked, changes)}
 
 
-def summary_doc(snap: Snapshot) -> dict[str, Any]:
+def summary_doc(snap: Snapshot, changes: Changes | None = None) -> dict[str, Any]:
     """GET /api/v2/summary.json: everything, with unresolved incidents and upcoming or active maintenance."""
-    maintenance = [n for n in snap.notices if n.type == "planned" and n.state in ("scheduled", "underway")]
     comps = component_objects(snap)
     return {
         "page": page_object(snap),
         "components": comps,
-        "incidents": _incidents(snap, unresolved(snap), comps),
-        "scheduled_maintenances": _incidents(snap, maintenance, comps),
+        "incidents": _incidents(snap, unresolved(snap), changes, comps),
+        "scheduled_maintenances": _incidents(snap, summarised(snap), changes, comps),
         "status": status_object(snap),
     }

@@ -103,7 +103,8 @@ def page_object(snap: Snapshot) -> dict[str, Any]:
     return {
         "id": page_id(snap),
         "name": snap.page_name,
-        "url": snap.page_url,
+        # Without [page] url the bridge cannot know its public address: the page's root-relative path.
+        "url": snap.page_url or "/",
         "time_zone": TIME_ZONE,
         "updated_at": iso_ms(max(times, default=snap.generated_at)),
         "status_bridge_stale": bool(snap.stale),
