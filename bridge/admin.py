@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
 import re
+import sqlite3
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from bridge import admin_ops as ops
+from bridge import database
 from bridge.admin_input import InputError, known_ids, parse_components, parse_notice
 from bridge.auth import admin_auth_error as _auth_error
 from bridge.front import ADMIN_PREFIX, route
-from bridge.http import ApiError
-from bridge.keys import DB, LIVE, REFRESH, SETTINGS
+from bridge.http import ApiError, error_response
+from bridge.keys import LIVE, READER, REFRESH, SETTINGS, WRITER
 from bridge.notices import Notice, Override, timeline_state
 from bridge.override_input import component_ids, parse_override
 from bridge.render.sorry import iso_ms
@@ -28,6 +31,7 @@ PREFIX = ADMIN_PREFIX  # the gate keeps it off the public listener when [http] a
 MAX_BODY = 64 * 1024
 ID = re.compile(r"[0-9]{1,15}")  # anything longer would overflow SQLite's INTEGER: answer 404, not 500
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
 
 
 def notice_json(n: Notice, now: float, recent_days: float = 7.0) -> dict[str, Any]:
@@ -88,6 +92,16 @@ def admin(handler: Handler) -> Handler:
             raise ApiError(422, e.message, e.field) from None
         except ops.NotFound as e:
             raise ApiError(404, str(e), "id") from None
+        except sqlite3.OperationalError as e:
+            if not database.is_busy(e):
+                raise
+            # Another writer (the CLI, a second daemon) kept the lock past the busy timeout; the transaction
+            # was rolled back, so nothing of this request is stored and a retry is safe.
+            log.warning("admin: %s %s: database locked by another writer for %g s; answered 503",
+                        request.method, request.path, database.BUSY_TIMEOUT)
+            resp = error_response(503, f"the database is locked by another writer (waited {database.BUSY_TIMEOUT:g} s); "
+                                       "nothing was written, retry", "database")
+            resp.headers["Retry-After"] = "1"
         resp.headers["Cache-Control"] = "no-store"
         return resp
 
@@ -142,19 +156,37 @@ def _now(request: web.Request) -> float:
     return request.app[LIVE].clock()
 
 
-def _refresh(request: web.Request) -> None:
-    """Republish after a committed write; a failure here must not make the client retry the write."""
-    try:
-        request.app[REFRESH]()
-    except Exception:
-        log.exception("admin: refresh after write failed")
+async def _read(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
+    """fn(db, *args) in the reader thread: an admin read never waits for a writer's lock."""
+    return await request.app[READER].call(fn, *args)
+
+
+async def _write(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
+    """fn(db, *args) in the writer thread (one transaction), then republish; the loop only awaits both."""
+    # Shielded: once handed over, the write and its republish finish even if the request is cancelled.
+    task = asyncio.ensure_future(_write_then_refresh(request.app, fn, *args))
+    task.add_done_callback(_retrieve)
+    return await asyncio.shield(task)
+
+
+async def _write_then_refresh(app: web.Application, fn: Callable[..., T], *args: Any) -> T:
+    """The write, then REFRESH; a failed republish must not make the client retry a committed write."""
+    result = await app[WRITER].call(fn, *args)
+    await app[REFRESH]()  # logs its own failure; the poller retries it
+    return result
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a shielded write's outcome as seen (its request may be gone): no "exception never retrieved" noise."""
+    if not task.cancelled():
+        task.exception()
 
 
 @admin
 async def notices_list(request: web.Request) -> web.Response:
     """GET /api/v1/admin/notices: every notice, newest first."""
     now, days = _now(request), request.app[SETTINGS].recent_days
-    return _reply("notices", [notice_json(n, now, days) for n in list_notices(request.app[DB])])
+    return _reply("notices", [notice_json(n, now, days) for n in await _read(request, list_notices)])
 
 
 @admin
@@ -162,9 +194,8 @@ async def notices_create(request: web.Request) -> web.Response:
     """POST /api/v1/admin/notices: create a notice with its first update."""
     now = _now(request)
     spec = parse_notice(await read_json(request), known_ids(request.app[LIVE].config), now)
-    notice = ops.add_notice(request.app[DB], spec, now)
+    notice = await _write(request, ops.add_notice, spec, now)
     log.info("admin: created notice %d (%s, %s)", notice.id, notice.type, notice.state)
-    _refresh(request)
     resp = _notice_reply(request, notice, 201)
     resp.headers["Location"] = f"{PREFIX}/notices/{notice.id}"
     return resp
@@ -173,7 +204,7 @@ async def notices_create(request: web.Request) -> web.Response:
 @admin
 async def notices_get(request: web.Request) -> web.Response:
     """GET /api/v1/admin/notices/{id}."""
-    return _notice_reply(request, ops.read_notice(request.app[DB], _id(request, "notice")))
+    return _notice_reply(request, await _read(request, ops.read_notice, _id(request, "notice")))
 
 
 @admin
@@ -181,9 +212,9 @@ async def notices_patch(request: web.Request) -> web.Response:
     """PATCH /api/v1/admin/notices/{id}: subject, begins_at, ends_at, components."""
     notice_id = _id(request, "notice")
     body = await read_json(request)
-    patched = ops.patch_notice(request.app[DB], notice_id, body, known_ids(request.app[LIVE].config), _now(request))
+    known = known_ids(request.app[LIVE].config)
+    patched = await _write(request, ops.patch_notice, notice_id, body, known, _now(request))
     log.info("admin: changed notice %d (%s)", notice_id, ", ".join(patched.fields))
-    _refresh(request)
     return _notice_reply(request, patched.notice)
 
 
@@ -192,9 +223,8 @@ async def notices_add_update(request: web.Request) -> web.Response:
     """POST /api/v1/admin/notices/{id}/updates: {state, content}; the notice moves to that state."""
     notice_id = _id(request, "notice")
     body = await read_json(request)
-    updated = ops.post_update(request.app[DB], notice_id, body, _now(request))
+    updated = await _write(request, ops.post_update, notice_id, body, _now(request))
     log.info("admin: notice %d now %s", notice_id, updated.state)
-    _refresh(request)
     return _notice_reply(request, updated, 201)
 
 
@@ -203,9 +233,8 @@ async def notices_put_components(request: web.Request) -> web.Response:
     """PUT /api/v1/admin/notices/{id}/components: {components: [...]} replaces the links."""
     notice_id = _id(request, "notice")
     components = parse_components(await read_json(request), known_ids(request.app[LIVE].config))
-    updated = ops.set_components(request.app[DB], notice_id, components, _now(request))
+    updated = await _write(request, ops.set_components, notice_id, components, _now(request))
     log.info("admin: notice %d components %s", notice_id, ",".join(components) or "(none)")
-    _refresh(request)
     return _notice_reply(request, updated)
 
 
@@ -213,7 +242,7 @@ async def notices_put_components(request: web.Request) -> web.Response:
 async def overrides_list(request: web.Request) -> web.Response:
     """GET /api/v1/admin/overrides: every stored override (past, current and future), by start."""
     now = _now(request)
-    return _reply("overrides", [override_json(o, now) for o in list_overrides(request.app[DB])])
+    return _reply("overrides", [override_json(o, now) for o in await _read(request, list_overrides)])
 
 
 @admin
@@ -221,9 +250,8 @@ async def overrides_create(request: web.Request) -> web.Response:
     """POST /api/v1/admin/overrides: {component, status, starts_at?, ends_at?, message?, reason?}."""
     now = _now(request)
     spec = parse_override(await read_json(request), component_ids(request.app[LIVE].config), now)
-    override = ops.add_override(request.app[DB], spec, now)
+    override = await _write(request, ops.add_override, spec, now)
     log.info("admin: created override %d (%s -> %s)", override.id, override.component_id, override.status.value)
-    _refresh(request)
     resp = _reply("override", override_json(override, _now(request)), 201)
     resp.headers["Location"] = f"{PREFIX}/overrides/{override.id}"
     return resp
@@ -234,9 +262,8 @@ async def overrides_patch(request: web.Request) -> web.Response:
     """PATCH /api/v1/admin/overrides/{id}: status, starts_at, ends_at, message, reason (null clears the texts)."""
     override_id = _id(request, "override")
     body = await read_json(request)
-    override, fields = ops.patch_override(request.app[DB], override_id, body, _now(request))
+    override, fields = await _write(request, ops.patch_override, override_id, body, _now(request))
     log.info("admin: changed override %d (%s)", override_id, ", ".join(fields))
-    _refresh(request)
     return _reply("override", override_json(override, _now(request)))
 
 
@@ -244,9 +271,8 @@ async def overrides_patch(request: web.Request) -> web.Response:
 async def overrides_delete(request: web.Request) -> web.Response:
     """DELETE /api/v1/admin/overrides/{id}: 204, or 404 when unknown."""
     override_id = _id(request, "override")
-    ops.remove_override(request.app[DB], override_id)
+    await _write(request, ops.remove_override, override_id)
     log.info("admin: removed override %d", override_id)
-    _refresh(request)
     return web.Response(status=204)
 
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import logging
 import math
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import NamedTuple
 
 from sqlite_utils import Database
 
-from bridge.history import EFFECTIVE, HistoryRecorder, Record, db_file, read_history
+from bridge.db_thread import Closed, DbThread
+from bridge.history import EFFECTIVE, HistoryRecorder, Record, read_history
 from bridge.model import Snapshot, Status
 from bridge.notices import Notice, NoticeUpdate
 
@@ -84,20 +82,11 @@ def read_changes(db: Database, snap: Snapshot, notices: Iterable[Notice],
     return out
 
 
-def open_reader(path: str) -> Database:
-    """A read-only connection to the database file, for one worker thread at a time (others write the history)."""
-    conn = sqlite3.connect(Path(path).as_uri() + "?mode=ro", uri=True, timeout=10.0, check_same_thread=False)
-    return Database(conn)
-
-
 class ChangeReader:
-    """Reads Changes for a generation off the loop, on a connection of its own (an in-memory DB is read in place)."""
+    """Reads Changes for a generation in the database reader thread (see bridge.db_thread)."""
 
-    def __init__(self, db: Database, recorder: HistoryRecorder | None) -> None:
-        self.db, self.recorder = db, recorder
-        self._own: Database | None = None
-        self._closed = False  # a read arriving after close must not open a connection nobody closes
-        self._lock = asyncio.Lock()  # one read at a time on the connection; close waits for it
+    def __init__(self, reader: DbThread, recorder: HistoryRecorder | None) -> None:
+        self.reader, self.recorder = reader, recorder
 
     def _pending(self, snap: Snapshot, notices: Sequence[Notice]) -> dict[str, Record]:
         """The recorder's newest effective record per linked component (taken on the loop, where it changes)."""
@@ -112,24 +101,10 @@ class ChangeReader:
         """The changes of the notices' updates; NONE (logged) when the database cannot be read."""
         pending = self._pending(snap, notices)
         try:
-            async with self._lock:
-                if self._closed:
-                    return NONE
-                path = db_file(self.db)
-                if path is None:  # nothing on disk: reading on the loop blocks on nothing
-                    return read_changes(self.db, snap, notices, pending)
-                if self._own is None:
-                    self._own = await asyncio.to_thread(open_reader, path)
-                return await asyncio.to_thread(read_changes, self._own, snap, notices, pending)
+            return await self.reader.call(read_changes, snap, notices, pending)
+        except Closed:
+            return NONE  # shutting down: nobody is served these documents any more
         except Exception:
             # History is never a reason to stop publishing: every update then says it knows no component status.
             log.exception("reading the status history for the Statuspage documents failed")
             return NONE
-
-    async def close(self) -> None:
-        """Close the reader's own connection once no read uses it."""
-        async with self._lock:
-            self._closed = True
-            if self._own is not None:
-                self._own.close()
-                self._own = None

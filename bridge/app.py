@@ -11,6 +11,7 @@ from aiohttp import web
 
 from bridge.admin import add_admin_routes
 from bridge.database import open_db
+from bridge.db_thread import DbThread
 from bridge.front import (
     FRONT,
     INFLIGHT,
@@ -20,8 +21,8 @@ from bridge.front import (
     Listeners,
     add_catch_all,
 )
-from bridge.history import HistoryRecorder
-from bridge.keys import DB, HEALTH, LIVE, REFRESH, REGISTRY, SETTINGS
+from bridge.history import KINDS, HistoryRecorder
+from bridge.keys import DB, HEALTH, LIVE, READER, REFRESH, REGISTRY, SETTINGS, WRITER
 from bridge.logs import StateLoggingLive
 from bridge.metrics import SnapshotCollector, make_registry
 from bridge.ratelimit import LimiterCollector, RateLimiter
@@ -60,15 +61,19 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     app[REGISTRY].register(LimiterCollector(limiter))
     app[REGISTRY].register(SourceCollector(live, clock))
     app[REGISTRY].register(IcingaCollector(lambda: sources.icinga))
-    db = open_db(settings.db_path or ":memory:")
+    db = open_db(settings.db_path or ":memory:")  # start-up: migrations, and the notices below
     app[DB] = db
+    # Requests and the scheduler wait for these threads, never for the database: an fsync or the CLI holding
+    # the write lock stalls only them. Each has its own connection (an in-memory DB is used inline on the loop).
+    app[WRITER] = DbThread.for_db("writer", db)
+    app[READER] = DbThread.for_db("reader", db, readonly=True)
     # Every change of a component's status is appended to the history (read back for uptime metrics).
     live.recorder = HistoryRecorder(db)
     # First: started before anything publishes, stopped (its queue flushed) after everything that publishes.
     app.cleanup_ctx.append(_history_ctx)
-    scheduler = Scheduler(db, live, clock)
+    scheduler = Scheduler(app[WRITER], live, clock)
     app[SCHEDULER] = scheduler
-    # After a write through this connection: apply due transitions, reschedule, republish.
+    # After a write: apply due transitions, reschedule, republish (reading in the writer thread).
     app[REFRESH] = scheduler.refresh
     # Read-only until start-up: due transitions are applied (and written) by the scheduler's first sync.
     live.set_notices(list_notices(db), list_overrides(db))
@@ -92,13 +97,14 @@ async def _history_ctx(app: web.Application) -> AsyncIterator[None]:
     """Write status history in its own thread and connection; at shutdown, flush what is queued (bounded)."""
     recorder = app[LIVE].recorder
     assert recorder is not None
-    await recorder.start()
+    await recorder.start((c.id, kind) for g in app[LIVE].config.groups for c in g.components for kind in KINDS)
     yield
     await recorder.stop()
 
 
 async def _close_db(app: web.Application) -> None:
-    """Close the SQLite connection on shutdown (on_cleanup runs after every cleanup_ctx, so after the flush)."""
+    """Close the database threads, then the loop's connection (on_cleanup: after every cleanup_ctx, so the flush)."""
+    await asyncio.gather(app[WRITER].close(), app[READER].close())
     app[DB].close()
 
 

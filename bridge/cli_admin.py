@@ -15,6 +15,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from bridge import admin_ops as ops
+from bridge import database
 from bridge.admin import notice_json
 from bridge.admin_input import InputError, known_ids, parse_notice
 from bridge.auth import TokenFileError, TokenSet, admin_token_set
@@ -181,6 +182,13 @@ def _run(func: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Names
         except CliError as e:
             print(f"error: {e}", file=sys.stderr)
             return e.code
+        except sqlite3.OperationalError as e:
+            if not database.is_busy(e):
+                raise
+            # The daemon (or another CLI) kept the write lock past the busy timeout; the transaction rolled back.
+            print(f"error: db: the database is locked by another writer (waited {database.BUSY_TIMEOUT:g} s); "
+                  "nothing was written, retry", file=sys.stderr)
+            return 1
         return 0
 
     return wrapper

@@ -11,6 +11,8 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("status-bridge")
+# Seconds a connection waits for another writer's lock (the CLI, a second daemon) before "database is locked".
+BUSY_TIMEOUT = 10.0
 
 
 @migrations()
@@ -90,7 +92,7 @@ def open_db(path: Path | str) -> Database:
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     # The CLI writes while the daemon runs: wait for the other writer instead of failing at once.
-    conn = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT, check_same_thread=False)
     db = Database(conn)
     db.execute("PRAGMA foreign_keys=ON")
     db.execute("PRAGMA synchronous=FULL")
@@ -125,3 +127,10 @@ def write_transaction(db: Database) -> Iterator[Database]:
 def data_version(db: Database) -> int:
     """SQLite's data_version: changes whenever another connection commits (cheap change detection)."""
     return int(db.execute("PRAGMA data_version").fetchone()[0])
+
+
+def is_busy(error: BaseException) -> bool:
+    """True for SQLite's "database is locked": another writer held the lock past the busy timeout."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, sqlite3.OperationalError) and code is not None and code & 0xFF in (
+        sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)

@@ -13,6 +13,7 @@ from sqlite_utils import Database
 
 from bridge.config import Component
 from bridge.database import open_db, write_transaction
+from bridge.db_thread import db_file
 from bridge.history_writer import HistoryWriter
 from bridge.matching import CheckKey
 from bridge.model import Snapshot, Status, StatusData
@@ -154,12 +155,9 @@ def write_records(db: Database, records: Sequence[Record]) -> list[Record] | Non
         return None
 
 
-def db_file(db: Database) -> str | None:
-    """The file behind db's main database; None for an in-memory one (a second connection would be another DB)."""
-    for _seq, name, file in db.execute("PRAGMA database_list").fetchall():
-        if name == "main":
-            return file or None
-    return None
+def last_records(db: Database, keys: Iterable[Key]) -> dict[Key, Record | None]:
+    """last_record of each key."""
+    return {key: last_record(db, key) for key in keys}
 
 
 class HistoryRecorder:
@@ -203,12 +201,23 @@ class HistoryRecorder:
             elif written[i] != q:
                 self.last[key] = written[i]
 
-    async def start(self) -> None:
-        """Start the writer thread on a connection of its own; an in-memory DB keeps being written on the loop."""
+    async def start(self, keys: Iterable[Key] = ()) -> None:
+        """Start the writer thread on a connection of its own, first reading the last record of keys with it.
+
+        An in-memory DB keeps being read and written on the loop (no disk, no other process).
+        """
         path = db_file(self.db)
         if path is None or self.writer is not None:
             return
         own = await asyncio.to_thread(open_db, path)
+        # The first snapshot decides against these: read now, off the loop, not at that publish on the loop.
+        try:
+            found = await asyncio.to_thread(last_records, own, [k for k in keys if k not in self.last])
+        except sqlite3.Error:
+            log.exception("reading the last recorded statuses failed; the first snapshot reads them again")
+            found = {}
+        for key, record in found.items():
+            self.last.setdefault(key, record)
         self.writer = HistoryWriter(own, write_records, self.landed, asyncio.get_running_loop())
 
     async def flush(self) -> None:

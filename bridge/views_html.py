@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -16,9 +15,9 @@ from sqlite_utils import Database
 
 from bridge.encoded import Encoded, Published
 from bridge.front import route
-from bridge.history import EFFECTIVE, db_file, read_history
+from bridge.history import EFFECTIVE, read_history
 from bridge.http import error_response
-from bridge.keys import DB, LIVE
+from bridge.keys import LIVE, READER
 from bridge.model import Snapshot
 from bridge.render import html
 from bridge.render.bars import snapshot_bars, window_start
@@ -75,25 +74,10 @@ def read_histories(db: Database, ids: Iterable[str], start: float, end: float) -
     return {cid: read_history(db, cid, EFFECTIVE, start, end) for cid in ids}
 
 
-def _read_file(path: str, ids: list[str], start: float, end: float) -> dict[str, Rows]:
-    """read_histories on a connection of this worker thread's own, closed afterwards."""
-    # Not the loop's connection: that one may be inside an admin write transaction right now.
-    conn = sqlite3.connect(path, timeout=10.0)
-    try:
-        return read_histories(Database(conn), ids, start, end)
-    finally:
-        conn.close()
-
-
 async def _render_page(request: web.Request, snap: Snapshot, now: float) -> bytes:
-    """The page, its bars' history read in a worker thread (on the loop only for an in-memory DB)."""
-    # No second connection can see an in-memory database; it holds only what tests and demos write.
-    db, ids = request.app[DB], [c.id for g in snap.groups for c in g.components]
-    start, path = window_start(now), db_file(db)
-    if path is None:
-        rows = read_histories(db, ids, start, now + 1)
-    else:
-        rows = await asyncio.to_thread(_read_file, path, ids, start, now + 1)
+    """The page, its bars' history read in the database reader thread."""
+    ids = [c.id for g in snap.groups for c in g.components]
+    rows = await request.app[READER].call(read_histories, ids, window_start(now), now + 1)
     return html.render_page(_env(request), snap, now, lambda cid: snapshot_bars(snap, cid, rows[cid], now))
 
 

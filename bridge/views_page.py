@@ -14,7 +14,7 @@ from bridge.affected import NONE, ChangeReader, Changes
 from bridge.encoded import Encoded, Published
 from bridge.front import Handler, route
 from bridge.http import ApiError, etag_matches, feed_response
-from bridge.keys import DB, LIVE
+from bridge.keys import LIVE, READER
 from bridge.model import Snapshot
 from bridge.render import atom, badge, statuspage
 
@@ -165,16 +165,10 @@ async def badge_svg(request: web.Request) -> web.Response:
     return doc_response(request, doc, badge.CONTENT_TYPE, max_age, csp)
 
 
-async def _close_reader(app: web.Application) -> None:
-    """Close the history reader's connection (on_cleanup: after every source has stopped publishing)."""
-    await app[CHANGES].reader.close()
-
-
 def add_page_routes(app: web.Application) -> None:
-    """Register the Statuspage v2 API, the Atom feed and the badge (after the app's DB and Live are set)."""
+    """Register the Statuspage v2 API, the Atom feed and the badge (after the app's READER and Live are set)."""
     app[PAGE_CACHE] = GenerationCache()
-    app[CHANGES] = ChangeCache(ChangeReader(app[DB], app[LIVE].recorder))
-    app.on_cleanup.append(_close_reader)
+    app[CHANGES] = ChangeCache(ChangeReader(app[READER], app[LIVE].recorder))
     for path, render in V2_DOCS.items():
         route(app, "GET", path, _v2_handler(app, path, render))
     route(app, "GET", "/notices.atom", notices_atom)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Collection, Mapping
 from datetime import date, datetime, timedelta, timezone
@@ -9,12 +10,14 @@ from typing import Any
 
 from aiohttp import web
 from multidict import MultiMapping
+from sqlite_utils import Database
 
+from bridge.db_thread import DbThread
 from bridge.encoded import DocCache, Encoded
 from bridge.front import Handler, route
 from bridge.history import impact_of
 from bridge.http import ApiError, feed_response
-from bridge.keys import DB, LIVE, SETTINGS
+from bridge.keys import LIVE, READER, SETTINGS
 from bridge.model import Snapshot
 from bridge.notices import STATES, TIMELINE_STATES
 from bridge.render import sorry, sorry_metrics, sorry_notices, sorry_query
@@ -180,32 +183,44 @@ def summary_bucket(now: float) -> int:
     return int(now // SUMMARY_TTL)  # SUMMARY_TTL divides a day: a bucket never spans midnight
 
 
-class SummaryCache:
-    """metrics_summary per component id, valid for one snapshot, day and SUMMARY_TTL bucket."""
+def read_summaries(db: Database, snap: Snapshot, ids: list[str], now: float) -> dict[str, dict[str, Any] | None]:
+    """metrics_summary of each id over the past SUMMARY_DAYS days (None: nothing known), from the history in db."""
+    last = _today(now)
+    first = last - SUMMARY_DAYS * DAY
+    start, end, _window = bounds(first, last, now)
+    out: dict[str, dict[str, Any] | None] = {}
+    for ident in ids:
+        impact = impact_of(db, snap, ident, start, end, now)
+        m = metrics(impact, start, end) if impact is not None else None
+        # Nothing known in the whole window (never monitored, no notice): no metrics, as Sorry's null.
+        known = m is not None and m.percent is not None
+        out[ident] = sorry_metrics.metrics_summary(snap, ident, first, last, m) if known else None
+    return out
 
-    def __init__(self) -> None:
+
+class SummaryCache:
+    """metrics_summary per component id, valid for one snapshot, day and SUMMARY_TTL bucket, read in the reader thread."""
+
+    def __init__(self, reader: DbThread) -> None:
+        self.reader = reader
         self.snap: Snapshot | None = None
         self.key: tuple[date, int] | None = None
         self.values: dict[str, dict[str, Any] | None] = {}
+        # One read at a time: requests arriving meanwhile take what it read instead of reading it again.
+        self._reading = asyncio.Lock()
 
-    def get(self, request: web.Request, ids: list[str]) -> Mapping[str, dict[str, Any] | None]:
-        """Summaries for ids, computing (two index seeks per component) only those not cached yet."""
-        live = request.app[LIVE]
-        snap, now = live.snapshot, live.clock()
-        last = _today(now)
-        key = (last, summary_bucket(now))
+    async def get(self, snap: Snapshot, now: float, ids: list[str]) -> Mapping[str, dict[str, Any] | None]:
+        """Summaries for ids, reading (two index seeks per component) only those not cached yet."""
+        key = (_today(now), summary_bucket(now))
         if snap is not self.snap or key != self.key:
             self.snap, self.key, self.values = snap, key, {}
-        first = last - SUMMARY_DAYS * DAY
-        start, end, _window = bounds(first, last, now)
-        for ident in ids:
-            if ident not in self.values:
-                impact = impact_of(request.app[DB], snap, ident, start, end, now)
-                m = metrics(impact, start, end) if impact is not None else None
-                # Nothing known in the whole window (never monitored, no notice): no metrics, as Sorry's null.
-                known = m is not None and m.percent is not None
-                self.values[ident] = sorry_metrics.metrics_summary(snap, ident, first, last, m) if known else None
-        return {i: self.values[i] for i in ids}
+        values = self.values  # this snapshot's and bucket's, even if a newer one replaces it meanwhile
+        if any(i not in values for i in ids):
+            async with self._reading:
+                missing = [i for i in ids if i not in values]  # often read by the request this one waited for
+                if missing:
+                    values.update(await self.reader.call(read_summaries, snap, missing, now))
+        return {i: values[i] for i in ids}
 
 
 SUMMARIES = web.AppKey("metrics_summaries", SummaryCache)
@@ -216,13 +231,16 @@ def components_handler(app: web.Application) -> Handler:
     live, docs, summaries = app[LIVE], app[COMPONENT_DOCS], app[SUMMARIES]  # bound once: a hot feed
 
     async def components(request: web.Request) -> web.Response:
-        snap, query = live.published.snapshot, request.rel_url.raw_query_string
+        snap, query, now = live.published.snapshot, request.rel_url.raw_query_string, live.clock()
         # The summaries inside are frozen per snapshot and time bucket (SummaryCache): so is the document.
-        doc = docs.get(snap, live.clock(), query)
+        doc = docs.get(snap, now, query)
         if doc is None:
             flt, page = parse_component_filter(request.query), parse_page(request.query)
-            built = sorry.components_doc(snap, flt, page, lambda ids: summaries.get(request, ids))
-            doc = docs.put(query, Encoded.of(built))
+            found = await summaries.get(snap, now, sorry.page_ids(snap, flt, page))
+            doc = Encoded.of(sorry.components_doc(snap, flt, page, lambda _ids: found))
+            # A newer generation or time bucket may have come during the read: cache only under the one read.
+            if live.published.snapshot is snap and summary_bucket(live.clock()) == summary_bucket(now):
+                docs.put(query, doc)
         return feed_response(request, doc, live.config.cache_seconds)
 
     return components
@@ -238,7 +256,7 @@ async def component_metrics(request: web.Request) -> web.Response:
     first, last = parse_timeframe(request.query, _today(now))
     with_data = _choice(request.query, "include_calculation_data", tuple(BOOLEANS)) == "true"
     start, end, window = bounds(first, last, now)
-    impact = impact_of(request.app[DB], snap, ident, start, end, now)
+    impact = await request.app[READER].call(impact_of, snap, ident, start, end, now)
     assert impact is not None  # the id was found above, in the same snapshot
     doc = sorry_metrics.metrics_doc(snap, ident, first, last, metrics(impact, start, end), window, now, with_data)
     return _respond(request, doc)
@@ -267,7 +285,7 @@ async def notice(request: web.Request) -> web.Response:
 def add_v1_routes(app: web.Application) -> None:
     """Register the Sorry-compatible read API."""
     app[STATUS_DOCS], app[COMPONENT_DOCS] = DocCache(), DocCache(SUMMARY_TTL)  # buckets as summary_bucket()
-    app[SUMMARIES] = SummaryCache()
+    app[SUMMARIES] = SummaryCache(app[READER])
     route(app, "GET", "/api/v1/status", status_handler(app))
     route(app, "GET", "/api/v1/components", components_handler(app))
     route(app, "GET", "/api/v1/components/{id}/metrics", component_metrics)

@@ -7,7 +7,7 @@ HTTP table (tests/test_page_state.py) and the Chromium checks (tests/test_page_b
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -51,31 +51,37 @@ def _partly_stale(app: web.Application) -> None:
     live.update_source(SourceView("passive", pushed, stale, frozenset(pushed.services), annotated=False))
 
 
-def _incident(app: web.Application) -> None:
+async def _incident(app: web.Application) -> None:
     """Everything up, but an operator declared an incident that is being investigated."""
     _both(app, 0, 0)
     create_notice(app[DB], type="unplanned", subject="Email delays", state="investigating",
                   content="Looking into it", now=time.time(), components=["website"])
-    app[REFRESH]()
+    await app[REFRESH]()
 
 
-def _planned(app: web.Application) -> None:
+async def _planned(app: web.Application) -> None:
     """Everything up, a planned maintenance on the database underway."""
     _both(app, 0, 0)
     now = time.time()
     create_notice(app[DB], type="planned", subject="Upgrade", state="underway", content="Started", now=now,
                   begins_at=now - 60, ends_at=now + 3600, components=["database"])
-    app[REFRESH]()
+    await app[REFRESH]()
 
 
 @dataclass(frozen=True)
 class Scenario:
     """How to get a page into a state, and what the page state must then be."""
 
-    feed: Callable[[web.Application], None]
+    feed: Callable[[web.Application], Awaitable[None] | None]  # async where it writes the DB and republishes
     state: str
     headline: str
     indicator: str  # Statuspage v2 status.indicator
+
+    async def apply(self, app: web.Application) -> None:
+        """Get app into the state (on app's loop)."""
+        done = self.feed(app)
+        if done is not None:
+            await done
 
 
 SCENARIOS: dict[str, Scenario] = {

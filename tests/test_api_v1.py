@@ -172,7 +172,7 @@ async def test_notices_pagination(aiohttp_client, tmp_path, total: int, filtered
     if filtered:  # planned ones must not show up nor count
         for _ in range(3):
             seed(app[DB], "planned-future", now)
-    app[REFRESH]()
+    await app[REFRESH]()
     url = "/api/v1/notices?filter[type_eq]=unplanned" if filtered else "/api/v1/notices"
     assert await walk(client, url, "notices", total) == ids[::-1]  # newest first
     past = await get_json(client, paged(url, 9))
@@ -186,7 +186,7 @@ async def test_notice_filters_combine(aiohttp_client, tmp_path) -> None:
     client, app = await start(aiohttp_client, tmp_path)
     now = time.time()
     table = {seed(app[DB], kind, now): tuple(kind.split("-", 1)) for kind in KINDS}
-    app[REFRESH]()
+    await app[REFRESH]()
     for type_ in (None, "planned", "unplanned"):
         for tl in (None, *TIMELINE_STATES):
             query = "&".join(f"filter[{k}]={v}" for k, v in (("type_eq", type_), ("timeline_state_eq", tl)) if v)
@@ -210,7 +210,7 @@ async def test_page_state(aiohttp_client, tmp_path, kinds: tuple[str, ...], stat
     client, app = await start(aiohttp_client, tmp_path)
     for kind in kinds:
         seed(app[DB], kind, time.time())
-    app[REFRESH]()
+    await app[REFRESH]()
     page = (await get_json(client, "/api/v1/status"))["page"]
     assert (page["state"], page["state_text"]) == (state, text)
     assert page["name"] == "Test page" and page["url"] == "https://status.example.org"
@@ -247,7 +247,7 @@ async def test_notice_detail(aiohttp_client, tmp_path) -> None:
                       now=now - 3 * DAY, components=["gone", "database", "website"])
     add_update(app[DB], n.id, state="identified", content="Found it.", now=now - 2.5 * DAY)
     add_update(app[DB], n.id, state="resolved", content="Fixed.", now=now - 2 * DAY)
-    app[REFRESH]()
+    await app[REFRESH]()
     notice = (await get_json(client, f"/api/v1/notices/{n.id}"))["notice"]
     assert notice["url"] == f"https://status.example.org/notices/{n.id}-database-slow"
     assert (notice["timeline_state"], notice["state"]) == ("past_recent", "resolved")
@@ -299,7 +299,7 @@ async def test_bad_parameters_are_400(aiohttp_client, tmp_path, url: str, field:
 async def test_public_headers_etag_and_jsonp(aiohttp_client, tmp_path, path: str) -> None:
     client, app = await start(aiohttp_client, tmp_path, web_config(cache_seconds=42))
     seed(app[DB], "unplanned-present", time.time())
-    app[REFRESH]()
+    await app[REFRESH]()
     resp = await client.get(path)
     assert resp.status == 200
     assert resp.headers["Access-Control-Allow-Origin"] == "*"
@@ -362,7 +362,7 @@ def outages(db: Any) -> int:
 async def test_metrics_exact_shape(aiohttp_client, tmp_path) -> None:
     client, app = await start_at(aiohttp_client, tmp_path)
     counted = outages(app[DB])
-    app[REFRESH]()
+    await app[REFRESH]()
     q = "timeframe_start=2023-03-01&timeframe_end=2023-03-30&include_calculation_data=true"
     body = await get_json(client, f"/api/v1/components/website/metrics?{q}")
     notices = ("/api/v1/notices?filter[components_id]=website&filter[impact_timeframe_overlaps][]=2023-03-01T00:00:00"
@@ -402,7 +402,7 @@ async def test_metrics_defaults_and_ongoing_outage(aiohttp_client, tmp_path) -> 
     client, app = await start_at(aiohttp_client, tmp_path)
     outages(app[DB])
     append_records(app[DB], [Record("website", EFFECTIVE, "down", utc(31, 6))])  # down since 06:00, now 12:00
-    app[REFRESH]()
+    await app[REFRESH]()
     body = await get_json(client, "/api/v1/components/website/metrics")
     assert (body["timeframe_start"], body["timeframe_end"]) == ("2023-03-01", "2023-03-31")
     assert "calculation_data_in_timeframe" not in body
@@ -420,7 +420,7 @@ async def test_metrics_defaults_and_ongoing_outage(aiohttp_client, tmp_path) -> 
 async def test_metrics_summary_on_components(aiohttp_client, tmp_path) -> None:
     client, app = await start_at(aiohttp_client, tmp_path)
     outages(app[DB])
-    app[REFRESH]()
+    await app[REFRESH]()
     comps = {c["id"]: c for c in (await get_json(client, "/api/v1/components"))["components"]}
     total = 30 * DAY + 12 * 3600
     assert comps["website"]["metrics_summary"] == {
@@ -461,7 +461,7 @@ async def test_partial_history_uptime_counts_only_the_monitored_time(aiohttp_cli
     # Monitored from the 21st only (10.5 days up to now), down on the 25th 00-06h; nothing known before.
     append_records(app[DB], [Record("website", EFFECTIVE, s, at) for at, s in [
         (utc(21), "up"), (utc(25), "down"), (utc(25, 6), "up")]])
-    app[REFRESH]()
+    await app[REFRESH]()
     monitored, impact = 10.5 * DAY, 6 * 3600
     body = await get_json(client, "/api/v1/components/website/metrics?include_calculation_data=true")
     assert body["percentage_uptime"]["percent"] == pytest.approx(100 - impact / monitored * 100)  # 97.619, not 99.2
@@ -526,7 +526,7 @@ async def test_impact_time_on_notices(aiohttp_client, tmp_path) -> None:
                          now=NOW - 900, began_at=NOW - 900).id
     add_update(app[DB], blip, state="false_alarm", content="no", now=NOW - 600)
     planned = seed(app[DB], "planned-future", NOW)
-    app[REFRESH]()
+    await app[REFRESH]()
     listed = {n["id"]: n for n in (await get_json(client, "/api/v1/notices"))["notices"]}
     assert listed[ongoing]["impact_time"] == {"seconds": 120, "words": "2 minutes"}  # the seed's example
     keys = list(listed[ongoing])

@@ -57,7 +57,7 @@ async def test_atom_entries_and_updates(aiohttp_client, tmp_path) -> None:
     add_update(db, old.id, state="resolved", content="Cleaned up.", now=now - 60)
     maint = create_notice(db, type="planned", subject="Upgrade", state="scheduled", content="Kernel update.",
                           now=now - 1800, begins_at=now + 3600, ends_at=now + 7200)
-    app[REFRESH]()
+    await app[REFRESH]()
     resp = await client.get("/notices.atom")
     assert resp.status == 200
     assert resp.headers["Content-Type"] == "application/atom+xml; charset=utf-8"
@@ -93,7 +93,7 @@ async def test_atom_escapes_hostile_text(aiohttp_client, tmp_path) -> None:
     client, app = await start(aiohttp_client, tmp_path)
     n = create_notice(app[DB], type="unplanned", subject=HOSTILE, state="investigating", content=HOSTILE,
                       now=time.time())
-    app[REFRESH]()
+    await app[REFRESH]()
     body = await (await client.get("/notices.atom")).read()
     assert b"<script" not in body and b"<![CDATA[" not in body
     (entry,) = entries(body)
@@ -143,7 +143,7 @@ async def test_atom_headers_and_etag(aiohttp_client, tmp_path) -> None:
     app[LIVE].update(status_data(check("web-1", "HTTP", 2)), FRESH)
     assert (await client.get("/notices.atom")).headers["ETag"] == etag
     create_notice(app[DB], type="unplanned", subject="New", state="investigating", content="x", now=time.time())
-    app[REFRESH]()
+    await app[REFRESH]()
     assert (await client.get("/notices.atom", headers={"If-None-Match": etag})).status == 200
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from bridge import database
 from bridge.cli import main
 from bridge.cli_admin import load_admin_tokens
 from tests.bridgeproc import run_cli, spawn
@@ -241,3 +243,22 @@ def test_cli_writes_reach_running_daemon(site, tmp_path):
         err = stop(proc)
     assert proc.returncode in (0, -15), err
     assert "daemon-token" not in err
+
+
+def test_a_lock_held_past_the_busy_timeout_is_an_error_not_a_traceback(site, tmp_path, capsys, monkeypatch):
+    db = str(tmp_path / "db.sqlite")
+    assert cli(capsys, "notice", "create", "--db", db, "--type", "unplanned", "--subject", "First")[0] == 0
+    monkeypatch.setattr(database, "BUSY_TIMEOUT", 0.1)  # the lock is held until the CLI has given up: any value works
+    holder = sqlite3.connect(db, isolation_level=None)  # the daemon (or another CLI) in the middle of a write
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        for args in (["notice", "create", "--type", "unplanned", "--subject", "Second"],
+                     ["override", "add", "-c", str(site), "--component", "website", "--status", "down"]):
+            code, _, err = cli(capsys, *args, "--db", db)
+            assert code == 1 and err.startswith("error: db: the database is locked by another writer"), err
+            assert "nothing was written" in err and "Traceback" not in err
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    code, out, _ = cli(capsys, "notice", "list", "--db", db, "--json")
+    assert code == 0 and [n["subject"] for n in json.loads(out)["notices"]] == ["First"]

@@ -190,7 +190,7 @@ async def test_page_is_valid_html5_and_accessible(aiohttp_client: Any, tmp_path:
                   now=now - 60, components=["website"])
     create_notice(app[DB], type="planned", subject="DB upgrade", state="scheduled", content="New version.",
                   now=now - 60, begins_at=now + 3600, ends_at=now + 7200, components=["database"])
-    app[REFRESH]()
+    await app[REFRESH]()
     for path in ("/", "/notices/1", "/notices/2-db-upgrade", "/notices/99"):
         text = (await get_page(client, path))[1]
         strict_parse(text)  # raises on any parse error
@@ -219,7 +219,7 @@ async def test_escapes_hostile_names_and_notices(aiohttp_client: Any, tmp_path: 
     create_notice(app[DB], type="unplanned", subject=HOSTILE, state="investigating", content=HOSTILE, now=now,
                   components=["evil"])
     create_override(app[DB], component_id="evil", status="down", starts_at=now - 1, ends_at=None, message=HOSTILE, now=now)
-    app[REFRESH]()
+    await app[REFRESH]()
     for path in ("/", "/notices/1"):
         text = (await get_page(client, path))[1]
         assert "<script>alert" not in text and "<img" not in text, path
@@ -237,7 +237,7 @@ async def test_demo_page_weight(aiohttp_client: Any, tmp_path: Any) -> None:
     app[LIVE].update(data, SourceHealth(stale=False, data_created=data.created))
     create_notice(app[DB], type="unplanned", subject="Slow logins", state="identified", content="A busy LDAP server.",
                   now=now - 600, components=["sso"])
-    app[REFRESH]()
+    await app[REFRESH]()
     resp = await client.get("/")
     body = await resp.read()
     assert len(body) < PAGE_BUDGET, len(body)
@@ -271,8 +271,8 @@ async def test_history_is_read_once_per_render_and_off_the_loop(aiohttp_client: 
     client = await aiohttp_client(app)
     feed(app, "up")
     reads: list[int] = []
-    real = views_html._read_file
-    monkeypatch.setattr(views_html, "_read_file", lambda *a: reads.append(threading.get_ident()) or real(*a))
+    real = views_html.read_histories
+    monkeypatch.setattr(views_html, "read_histories", lambda *a: reads.append(threading.get_ident()) or real(*a))
     pages = await asyncio.gather(*(client.get("/") for _ in range(5)))
     assert [p.status for p in pages] == [200] * 5
     assert len({p.headers["ETag"] for p in pages}) == 1
@@ -322,7 +322,7 @@ async def test_override_and_maintenance_show_the_monitored_state(aiohttp_client:
                     message="Firewall work", reason="Ticket 4711", now=now)
     create_notice(app[DB], type="planned", subject="DB upgrade", state="underway", content="Started.", now=now - 60,
                   began_at=now - 60, begins_at=now - 60, ends_at=now + 3600, components=["database"])
-    app[REFRESH]()
+    await app[REFRESH]()
     text = (await get_page(client))[1]
     assert "Shown: Down (override: Firewall work) – monitoring says Up" in text and "Ticket 4711" not in text
     assert ('Shown: Maintenance (maintenance: <a href="/notices/1-db-upgrade">DB upgrade</a>) – monitoring says Up'
@@ -338,7 +338,7 @@ async def test_notice_page_timeline(aiohttp_client: Any, tmp_path: Any) -> None:
     n = create_notice(app[DB], type="unplanned", subject="Mail delays", state="investigating", content="Looking.",
                       now=now - 3600, components=["website", "data"])
     add_update(app[DB], n.id, state="resolved", content="A full disk.\nCleaned up.", now=now - 60)
-    app[REFRESH]()
+    await app[REFRESH]()
     for path in (f"/notices/{n.id}", f"/notices/{n.id}-mail-delays", f"/notices/{n.id}-an-old-slug"):
         resp, text = await get_page(client, path)
         assert resp.status == 200 and "ETag" in resp.headers, path
@@ -374,7 +374,7 @@ async def test_announcements_sections(aiohttp_client: Any, tmp_path: Any) -> Non
     create_notice(app[DB], type="planned", subject="Sooner", state="scheduled", content="", now=now,
                   begins_at=now + 3600, ends_at=now + 5400)
     create_notice(app[DB], type="unplanned", subject="Outage", state="identified", content="Cause found.", now=now)
-    app[REFRESH]()
+    await app[REFRESH]()
     text = (await get_page(client))[1]
     assert text.index("Current incidents") < text.index("Outage") < text.index("Upcoming maintenance")
     assert text.index("Sooner") < text.index("Later")

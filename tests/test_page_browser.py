@@ -7,7 +7,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,6 +51,10 @@ class Servers:
 
         self.loop.call_soon_threadsafe(run)
         return done.result(10)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run coro on the loop (where the app lives) and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
 
     def serve(self, app: web.Application) -> str:
         """Start app on a free loopback port; returns its base URL."""
@@ -160,7 +164,7 @@ def test_page_and_widget_per_state(driver: Any, servers: Servers, tmp_path: Path
     scenario = SCENARIOS[name]
     app = servers.call(lambda: new_app(tmp_path=tmp_path))
     base = servers.serve(app)
-    servers.call(lambda: scenario.feed(app))
+    servers.run(scenario.apply(app))
     driver.get(base + "/")
     assert driver.find_element("css selector", ".banner strong").text == scenario.headline
     assert driver.title == f"Test page: {scenario.headline}"
@@ -263,9 +267,9 @@ def test_screenshots_light_dark_and_phone(driver: Any, servers: Servers, tmp_pat
                       components=["database"])
         create_override(app[DB], component_id="database", status="partial", starts_at=now - 60, ends_at=None,
                         message="Replica rebuild", now=now)
-        app[REFRESH]()
 
     servers.call(notices)
+    servers.run(app[REFRESH]())
     ARTIFACTS.mkdir(exist_ok=True)
     try:
         set_scheme(driver, "light")
@@ -302,9 +306,9 @@ def test_notice_page_and_404(driver: Any, servers: Servers, tmp_path: Path) -> N
     def notice() -> None:
         create_notice(app[DB], type="unplanned", subject="Slow logins", state="investigating", content="Looking.",
                       now=time.time(), components=["website"])
-        app[REFRESH]()
 
     servers.call(notice)
+    servers.run(app[REFRESH]())
     driver.get(base + "/")
     driver.find_element("link text", "Slow logins").click()
     assert driver.current_url == base + "/notices/1-slow-logins"

@@ -116,7 +116,7 @@ async def test_every_surface_renders_the_page_state(aiohttp_client: Any, tmp_pat
     scenario = SCENARIOS[name]
     app = make_app(Settings(web_config(), watch=False, db_path=tmp_path / "db.sqlite"))
     client = await aiohttp_client(app)
-    scenario.feed(app)
+    await scenario.apply(app)
     code, banner_class, badge_message, metric_value = SURFACES[scenario.state]
 
     # HTML: the banner's words, colour class and state, and the title

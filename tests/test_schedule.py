@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ from sqlite_utils import Database
 from bridge import schedule
 from bridge.app import make_app
 from bridge.database import open_db
+from bridge.db_thread import DbThread
 from bridge.keys import DB, LIVE, REFRESH
 from bridge.live import Live
 from bridge.model import ComponentView, SourceHealth, Status
@@ -37,10 +38,18 @@ class Clock:
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    """The daemon's connection to a temp database file."""
+    """A connection to a temp database file (as the CLI or the admin API writes it)."""
     database = open_db(tmp_path / "db.sqlite")
     yield database
     database.close()
+
+
+@pytest.fixture
+async def writer(db: Database) -> AsyncIterator[DbThread]:
+    """The daemon's writer thread on the same file, as the scheduler gets it."""
+    thread = DbThread.for_db("writer", db)
+    yield thread
+    await thread.close()
 
 
 def all_up(live: Live, created: float = T) -> None:
@@ -59,21 +68,21 @@ def maintenance(db: Database, begins_at: float, ends_at: float | None, now: floa
                          components=["database"], begins_at=begins_at, ends_at=ends_at).id
 
 
-def test_transitions_at_exact_times(db: Database) -> None:
+async def test_transitions_at_exact_times(db: Database, writer: DbThread) -> None:
     clock = Clock(T)
     live = Live(web_config(), clock)
     all_up(live)
-    scheduler = Scheduler(db, live, clock)
+    scheduler = Scheduler(writer, live, clock)
     nid = maintenance(db, T + 100, T + 200)
-    scheduler.sync()
+    await scheduler.sync()
     assert scheduler.next_at == T + 100
     assert (live.snapshot.sorry_state, component(live, "database").status) == ("operational", Status.UP)
 
-    scheduler.sync(T + 99)  # one second early: nothing
+    await scheduler.sync(T + 99)  # one second early: nothing
     assert get_notice(db, nid).state == "scheduled"  # type: ignore[union-attr]
 
     clock.now = T + 100
-    scheduler.sync()
+    await scheduler.sync()
     n = get_notice(db, nid)
     assert n is not None and (n.state, n.began_at, n.updates[-1].created_at) == ("underway", T + 100, T + 100)
     assert live.snapshot.sorry_state == "under_maintenance"
@@ -82,28 +91,28 @@ def test_transitions_at_exact_times(db: Database) -> None:
     assert scheduler.next_at == T + 200
 
     clock.now = T + 200
-    scheduler.sync()
+    await scheduler.sync()
     n = get_notice(db, nid)
     assert n is not None and (n.state, n.ended_at, n.updates[-1].created_at) == ("complete", T + 200, T + 200)
     assert (live.snapshot.sorry_state, component(live, "database").status) == ("operational", Status.UP)
     assert scheduler.next_at is None
-    scheduler.sync(T + 300)
+    await scheduler.sync(T + 300)
     assert len(get_notice(db, nid).updates) == 3  # type: ignore[union-attr]
 
 
-def test_override_start_and_end_republish(db: Database) -> None:
+async def test_override_start_and_end_republish(db: Database, writer: DbThread) -> None:
     clock = Clock(T)
     live = Live(web_config(), clock)
     all_up(live)
-    scheduler = Scheduler(db, live, clock)
+    scheduler = Scheduler(writer, live, clock)
     create_override(db, component_id="website", status=Status.DOWN, starts_at=T + 10, ends_at=T + 20,
                     message="Cut-over", now=T)
-    scheduler.sync()
+    await scheduler.sync()
     assert (component(live, "website").status, scheduler.next_at) == (Status.UP, T + 10)
     before = live.published.feeds["services"]
 
     clock.now = T + 10
-    scheduler.sync()
+    await scheduler.sync()
     site = component(live, "website")
     assert (site.status, site.monitored_status, site.since) == (Status.DOWN, Status.UP, T + 10)
     assert live.published.feeds["services"].etag != before.etag
@@ -111,7 +120,7 @@ def test_override_start_and_end_republish(db: Database) -> None:
     assert scheduler.next_at == T + 20
 
     clock.now = T + 20
-    scheduler.sync()
+    await scheduler.sync()
     assert (component(live, "website").status, component(live, "website").since) == (Status.UP, T + 20)
     assert live.published.feeds["services"].body == before.body
     assert scheduler.next_at is None
@@ -131,17 +140,17 @@ def test_since_survives_rebuilds_and_starts_at_daemon_start(db: Database) -> Non
     assert (component(live, "website").since, component(live, "database").since) == (T + 60, T)
 
 
-async def test_real_wakeup_fires_without_any_sync_call(db: Database) -> None:
+async def test_real_wakeup_fires_without_any_sync_call(db: Database, writer: DbThread) -> None:
     live = Live(web_config())
     all_up(live, created=time.time())
     # A long poll interval: only the APScheduler date job can make this change visible.
-    scheduler = Scheduler(db, live, poll_interval=60)
+    scheduler = Scheduler(writer, live, poll_interval=60)
     await scheduler.start()
     try:
         start = time.time() + 0.3
         create_override(db, component_id="website", status=Status.PARTIAL, starts_at=start, ends_at=start + 0.3,
                         reason="Short", now=time.time())
-        scheduler.refresh()  # the admin API's own write
+        await scheduler.refresh()  # the admin API's own write
         assert component(live, "website").status == Status.UP
         deadline = time.monotonic() + 3
         while component(live, "website").status != Status.PARTIAL and time.monotonic() < deadline:
@@ -156,9 +165,10 @@ async def test_real_wakeup_fires_without_any_sync_call(db: Database) -> None:
         await scheduler.stop()
 
 
-async def test_failed_sync_is_retried_by_the_poller(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_failed_sync_is_retried_by_the_poller(db: Database, writer: DbThread,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     live = Live(web_config())
-    scheduler = Scheduler(db, live, poll_interval=0.05)
+    scheduler = Scheduler(writer, live, poll_interval=0.05)
     await scheduler.start()
     try:
         create_override(db, component_id="website", status=Status.DOWN, starts_at=0, ends_at=None, reason="x", now=0)
@@ -172,7 +182,7 @@ async def test_failed_sync_is_retried_by_the_poller(db: Database, monkeypatch: p
             return real(db)
 
         monkeypatch.setattr(schedule, "list_notices", flaky)
-        scheduler.refresh()  # logged, not raised: the caller's write did succeed
+        await scheduler.refresh()  # logged, not raised: the caller's write did succeed
         assert component(live, "website").status != Status.DOWN
         for _ in range(100):
             if component(live, "website").status == Status.DOWN:
@@ -214,8 +224,8 @@ async def test_restart_catch_up_applies_missed_transitions(aiohttp_client, tmp_p
 async def test_refresh_does_a_full_sync(aiohttp_client, tmp_path: Path) -> None:
     app = make_app(Settings(web_config(), watch=False, db_path=tmp_path / "db.sqlite"), clock=Clock(T))
     await aiohttp_client(app)
-    nid = maintenance(app[DB], T - 10, T + 50)  # written by the admin API through the daemon's connection
-    app[REFRESH]()
+    nid = maintenance(app[DB], T - 10, T + 50)  # written by another connection; REFRESH reads it in the writer
+    await app[REFRESH]()
     assert get_notice(app[DB], nid).state == "underway"  # type: ignore[union-attr]
     assert app[SCHEDULER].next_at == T + 50
     assert app[LIVE].snapshot.sorry_state == "under_maintenance"
@@ -250,11 +260,11 @@ async def test_change_by_another_process_shows_within_two_seconds(aiohttp_client
     assert len(list_notices(app[DB])) == 1
 
 
-async def test_overdue_change_is_caught_by_the_poller(db: Database) -> None:
+async def test_overdue_change_is_caught_by_the_poller(db: Database, writer: DbThread) -> None:
     clock = Clock(T)
     live = Live(web_config(), clock)
     all_up(live)
-    scheduler = Scheduler(db, live, clock, poll_interval=0.05)
+    scheduler = Scheduler(writer, live, clock, poll_interval=0.05)
     create_override(db, component_id="website", status=Status.DOWN, starts_at=T + 3600, ends_at=None, reason="x", now=T)
     await scheduler.start()  # the real job is an hour away
     try:

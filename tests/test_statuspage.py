@@ -189,7 +189,7 @@ def seed_all(db: Any, now: float) -> dict[str, int]:
 async def test_notice_filters_and_state_mapping(aiohttp_client, tmp_path) -> None:
     client, app = await start(aiohttp_client, tmp_path)
     ids = seed_all(app[DB], time.time())
-    app[REFRESH]()  # applies the due planned transitions: underway, complete
+    await app[REFRESH]()  # applies the due planned transitions: underway, complete
 
     async def listed(path: str, key: str) -> dict[int, dict[str, Any]]:
         body = await get_json(client, path)
@@ -229,7 +229,7 @@ async def test_incident_shape(aiohttp_client, tmp_path) -> None:
     client, app = await start(aiohttp_client, tmp_path)
     app[LIVE].update(status_data(check("web-1", "HTTP", 2), check("db-1", "PostgreSQL")), FRESH)
     ids = seed_all(app[DB], time.time())
-    app[REFRESH]()
+    await app[REFRESH]()
     body = await get_json(client, "/api/v2/incidents.json")
     pid = body["page"]["id"]
     inc = {int(i["id"]): i for i in body["incidents"]}
@@ -282,7 +282,7 @@ async def test_lists_keep_the_50_most_recent(aiohttp_client, tmp_path) -> None:
     now = time.time()
     ids = [create_notice(app[DB], type="unplanned", subject=f"N{i}", state="resolved", content="x",
                          now=now - DAY + i, began_at=now - DAY + i).id for i in range(55)]
-    app[REFRESH]()
+    await app[REFRESH]()
     listed = [int(i["id"]) for i in (await get_json(client, "/api/v2/incidents.json"))["incidents"]]
     assert listed == ids[::-1][:50]
     assert (await get_json(client, "/api/v2/incidents/unresolved.json"))["incidents"] == []
@@ -292,7 +292,7 @@ async def test_lists_keep_the_50_most_recent(aiohttp_client, tmp_path) -> None:
 async def test_public_headers_etag_and_jsonp(aiohttp_client, tmp_path, path: str) -> None:
     client, app = await start(aiohttp_client, tmp_path, web_config(cache_seconds=42))
     seed_all(app[DB], time.time())
-    app[REFRESH]()
+    await app[REFRESH]()
     resp = await client.get(path)
     assert resp.status == 200
     assert resp.headers["Access-Control-Allow-Origin"] == "*"

@@ -42,7 +42,7 @@ async def test_consumers_see_the_page_state(aiohttp_client: Any, tmp_path: Any, 
     scenario = SCENARIOS[name]
     app = make_app(Settings(web_config(), watch=False, db_path=tmp_path / "db.sqlite"))
     client = await aiohttp_client(app)
-    scenario.feed(app)
+    await scenario.apply(app)
     base = str(client.make_url("")).rstrip("/")
     healthy = scenario.state == "operational"
 

@@ -82,7 +82,7 @@ async def test_affected_components_from_the_history(aiohttp_client, tmp_path, li
                       now=T + times[0], components=links)
     for k, at in enumerate(times[1:], 1):
         add_update(db, n.id, state="identified", content=f"u{k}", now=T + at)
-    app[REFRESH]()
+    await app[REFRESH]()
     for path, key in (("/api/v2/incidents.json", "incidents"), ("/api/v2/summary.json", "incidents")):
         (inc,) = (await get_json(client, path))[key]
         updates = inc["incident_updates"]  # newest first
@@ -103,7 +103,7 @@ async def test_a_change_the_history_writer_still_holds_is_known(aiohttp_client, 
     locker = sqlite3.connect(tmp_path / "db.sqlite")
     locker.execute("BEGIN IMMEDIATE")
     try:
-        app[REFRESH]()  # publishes the maintenance; its start is queued behind the lock
+        await app[REFRESH]()  # publishes the maintenance; its start is queued behind the lock
         assert app[DB].execute("select count(*) from history where status = 'maintenance'").fetchone()[0] == 0
         (m,) = (await get_json(client, "/api/v2/scheduled-maintenances/active.json"))["scheduled_maintenances"]
     finally:
@@ -120,7 +120,7 @@ async def test_unreadable_history_claims_nothing(aiohttp_client, tmp_path, caplo
     append_records(db, [Record("website", EFFECTIVE, "down", T - 1000)])
     create_notice(db, type="unplanned", subject="Trouble", state="investigating", content="x", now=T,
                   components=["website"])
-    app[REFRESH]()
+    await app[REFRESH]()
     db.execute("alter table history rename to history_gone")  # every read of the history fails from now on
     (inc,) = (await get_json(client, "/api/v2/incidents.json"))["incidents"]
     assert inc["incident_updates"][0]["affected_components"] is None
@@ -163,7 +163,7 @@ async def test_in_progress_maintenance_through_the_admin_api(aiohttp_client, tmp
     assert (update["state"], update["content"]) == ("underway", "This maintenance is underway.")
     # Underway since it was announced, not since the (earlier) planned start: nothing is backdated.
     assert notice["began_at"] == notice["created_at"] == update["created_at"] > notice["begins_at"]
-    app[REFRESH]()  # a scheduler pass adds nothing: the start is not due again
+    await app[REFRESH]()  # a scheduler pass adds nothing: the start is not due again
     (m,) = (await get_json(client, "/api/v2/scheduled-maintenances/active.json"))["scheduled_maintenances"]
     assert (m["status"], m["started_at"], m["scheduled_for"]) == ("in_progress", notice["began_at"], notice["begins_at"])
     (u,) = m["incident_updates"]
@@ -187,7 +187,7 @@ async def test_in_progress_maintenance_through_the_cli(aiohttp_client, tmp_path,
     assert code == 0, err
     notice = json.loads(out)["notice"]
     assert (notice["state"], [u["state"] for u in notice["updates"]]) == ("underway", ["underway"])
-    app[REFRESH]()
+    await app[REFRESH]()
     body = await get_json(client, "/api/v2/scheduled-maintenances/active.json")
     (m,) = body["scheduled_maintenances"]
     assert [u["status"] for u in m["incident_updates"]] == ["in_progress"]
@@ -241,7 +241,7 @@ async def test_patching_a_scheduled_maintenance_into_the_past_is_refused(aiohttp
     nid = (await post_maintenance(client, body, 201))["notice"]["id"]
     resp = await client.patch(f"/api/v1/admin/notices/{nid}", json={k: now + v for k, v in patch.items()}, headers=AUTH)
     assert resp.status == 422 and (await resp.json())["error"]["field"] == field
-    app[REFRESH]()
+    await app[REFRESH]()
     (m,) = (await get_json(client, "/api/v2/scheduled-maintenances/upcoming.json"))["scheduled_maintenances"]
     assert [u["status"] for u in m["incident_updates"]] == ["scheduled"]
 
@@ -258,7 +258,7 @@ async def test_links_are_the_notice_page_address(aiohttp_client, tmp_path, page_
     inc = create_notice(app[DB], type="unplanned", subject="Website down", state="investigating", content="x", now=now)
     maint = create_notice(app[DB], type="planned", subject="DB upgrade", state="scheduled", content="x", now=now,
                           begins_at=now + 3600, ends_at=now + 7200)
-    app[REFRESH]()
+    await app[REFRESH]()
     html = await (await client.get("/")).text()
     for n, slug in ((inc, "website-down"), (maint, "db-upgrade")):
         path = f"/notices/{n.id}-{slug}"

@@ -10,7 +10,7 @@ from typing import Any
 
 from bridge.model import ComponentView, GroupView, Snapshot, Status
 from bridge.notices import Notice
-from bridge.render.sorry_query import API, ComponentFilter, href, paged
+from bridge.render.sorry_query import API, ComponentFilter, href, page_of, paged
 from bridge.status_rules import group_status
 
 # Sorry knows three states only: partial/down both read "degraded", and so does "no data", because a
@@ -157,15 +157,24 @@ def status_doc(snap: Snapshot) -> dict[str, Any]:
 Summaries = Callable[[list[str]], Mapping[str, Any]]  # ids on the page -> metrics_summary (None renders null)
 
 
-def components_doc(snap: Snapshot, flt: ComponentFilter, page: int, summaries: Summaries | None = None) -> dict[str, Any]:
-    """GET /api/v1/components: filtered, paginated components, with a metrics_summary each when summaries is given."""
-    picked = [
+def _picked(snap: Snapshot, flt: ComponentFilter) -> list[Entry]:
+    """The tree entries the filter keeps, in page order."""
+    return [
         e
         for e in tree_entries(snap)
         if (flt.parent_id_null is None or (_parent(e) is None) == flt.parent_id_null)
         and (flt.parent_id_eq is None or _parent(e) == flt.parent_id_eq)
     ]
-    doc = paged("components", picked, page, f"{API}/components", flt.pairs())
+
+
+def page_ids(snap: Snapshot, flt: ComponentFilter, page: int) -> list[str]:
+    """The ids components_doc renders (and asks summaries for) on this page."""
+    return [entry_id(e) for e in page_of(_picked(snap, flt), page)]
+
+
+def components_doc(snap: Snapshot, flt: ComponentFilter, page: int, summaries: Summaries | None = None) -> dict[str, Any]:
+    """GET /api/v1/components: filtered, paginated components, with a metrics_summary each when summaries is given."""
+    doc = paged("components", _picked(snap, flt), page, f"{API}/components", flt.pairs())
     # Render only the page being served: big sites have thousands of components.
     times = TreeTimes.of(snap)
     found = summaries([entry_id(e) for e in doc["components"]]) if summaries is not None else None

@@ -67,11 +67,16 @@ def href(path: str, pairs: Sequence[tuple[str, str]]) -> str:
     return path + "?" + "&".join(f"{quote(k, safe='[]')}={quote(v, safe=':')}" for k, v in pairs)
 
 
+def page_of(items: list[Any], page: int) -> list[Any]:
+    """The items on page (1-based)."""
+    start = (page - 1) * PER_PAGE
+    return items[start : start + PER_PAGE]
+
+
 def paged(key: str, items: list[Any], page: int, path: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:
     """One page of items with Sorry's meta; next_page keeps the filters, null on and past the last page."""
-    start = (page - 1) * PER_PAGE
-    chunk = items[start : start + PER_PAGE]
-    more = start + PER_PAGE < len(items)
+    chunk = page_of(items, page)
+    more = page * PER_PAGE < len(items)
     return {
         key: chunk,
         "meta": {
