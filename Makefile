@@ -37,13 +37,14 @@ soak: $(STAMP) $(CONSUMERS)
 	  if [ $$rc -eq 5 ]; then echo "make soak: pytest ran no tests" >&2; exit 1; fi; exit $$rc
 
 # Every benchmark, each printing its ratio to a baseline measured in the same run (bench/README.md).
-# Loopback only; each step is capped by `timeout` (about 6 minutes in all on 2 cores). feeds.py needs wrk.
+# Loopback only; each step is capped by `timeout` (about 7 minutes in all on 2 cores). feeds.py and scrape.py need wrk.
 BENCH_TIMEOUT ?= 900
 bench: $(STAMP)
 	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/parse_statusdat.py ../shared/corpus/status-1k.dat.gz
 	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/parse_statusdat.py ../shared/corpus/status-100k.dat.gz
 	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/e2e_latency.py --sizes 1k 100k
 	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/feeds.py
+	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/scrape.py
 	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/feeds_ir.py
 	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/memory.py
 	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/ingest.py

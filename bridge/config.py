@@ -73,6 +73,10 @@ class Group:
     components: tuple[Component, ...] = ()
 
 
+# [http] metrics: on the public listener, on the admin listener only (needs admin_listen), or nowhere.
+METRICS_MODES = ("public", "admin", "off")
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole validated configuration file."""
@@ -86,6 +90,7 @@ class Config:
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
     admin_listen: tuple[str, int] | None = None  # admin API only on this address (404 on the public one)
+    metrics: str = "public"  # where GET /metrics answers: one of METRICS_MODES
     rate_limit: float = 10.0  # requests per second per client IP; 0 = no limit
     burst: int = 20  # requests a client may make at once before the rate applies
     trusted_proxies: tuple[Network, ...] = LOOPBACK  # peers whose X-Forwarded-For names the client

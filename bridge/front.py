@@ -18,7 +18,10 @@ log = logging.getLogger("bridge.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 ADMIN_PREFIX = "/api/v1/admin"
-EXEMPT = frozenset({"/healthz", "/metrics"})  # probes and scrapers poll on a schedule; both are cheap
+METRICS_PATH = "/metrics"  # admin-side too when [http] metrics = "admin"
+# Probes poll on a schedule and get a few hundred bytes. /metrics is charged: a scraper's one request per
+# interval never nears the limit, while an exempt 77 KB answer would let one client pull unbounded bytes.
+EXEMPT = frozenset({"/healthz"})
 # These carry their own token: only rejected attempts are charged, so a Nagios pushing hundreds of
 # results a second or a script posting incident updates is never throttled, while token guessing is.
 TOKEN_PREFIXES = ("/api/v1/check-results", "/nrdp", ADMIN_PREFIX)
@@ -101,12 +104,16 @@ class Front:
         self.limiter.configure(config.rate_limit, config.burst)
         self.config = config
 
+    def _admin_side(self, path: str) -> bool:
+        """True for what only the admin listener serves: the admin API, and /metrics when [http] metrics says so."""
+        return is_admin_path(path) or (path == METRICS_PATH and self.live.config.metrics == "admin")
+
     def _admit(self, request: web.Request) -> tuple[float, object]:
         """Seconds the request must wait (0: go on) and the bucket to charge if it is rejected; 404 off its listener."""
         listeners, limiter = self.listeners, self.limiter
         path = request.path
         on_admin = listeners.on_admin(request) if listeners.admin else False
-        if listeners.admin and is_admin_path(path) != on_admin:
+        if listeners.admin and self._admin_side(path) != on_admin:
             # 404, not 403: the public side should not even reveal that an admin API exists.
             raise web.HTTPNotFound()
         if limiter.rate <= 0 or path in EXEMPT or on_admin:

@@ -29,6 +29,10 @@ from bridge.model import SourceHealth, Status
 if TYPE_CHECKING:
     from bridge.passive import PassiveStore
 
+# GET /metrics re-reads the collectors at most this often within one published generation (bridge.views_metrics):
+# counters, ages and the process figures in a scrape are at most this many seconds old.
+SCRAPE_SECONDS = 1.0
+
 # Numeric encoding of Status for alert rules (`status_bridge_component_status == 2` means down).
 STATUS_CODE: dict[Status, int] = {
     Status.UP: 0,

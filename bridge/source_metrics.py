@@ -13,13 +13,15 @@ from prometheus_client.registry import Collector
 from bridge.icinga_health import StreamFacts
 from bridge.icinga_parse import EVENT_LABELS
 from bridge.live import Live
+from bridge.metrics import SCRAPE_SECONDS
 from bridge.model import SourceHealth
 
 STATUSDAT = "statusdat"  # the name the status.dat tailer publishes under
 # The per-source families, in the order collect() fills them.
 PER_SOURCE: tuple[tuple[type[GaugeMetricFamily] | type[CounterMetricFamily], str, str], ...] = (
     (GaugeMetricFamily, "status_bridge_source_age_seconds",
-     "Age of the source's newest data (now minus the time it describes); NaN before it has any."),
+     f"Age of the source's newest data (now minus the time it describes; now is when the scrape was encoded, "
+     f"at most {SCRAPE_SECONDS:g} s before it); NaN before it has any."),
     (GaugeMetricFamily, "status_bridge_source_stale",
      "1 while the page treats the source's data as stale (missing, too old, stream down), else 0."),
     (CounterMetricFamily, "status_bridge_source_updates",
@@ -71,7 +73,8 @@ def _statusdat_families(health: SourceHealth, now: float) -> Iterator[Metric]:
     """The status.dat families from before sources were labelled: the tailer's figures and no other source's."""
     yield GaugeMetricFamily(
         "status_bridge_statusdat_age_seconds",
-        "Age of the status.dat data (now - info.created); NaN before a good read.",
+        f"Age of the status.dat data (now - info.created, now being at most {SCRAPE_SECONDS:g} s before the scrape); "
+        "NaN before a good read.",
         value=_age(health, now),
     )
     duration = health.last_parse_seconds if health.last_parse_seconds is not None else math.nan

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.front import Handler, route
 from bridge.http import feed_response
-from bridge.keys import HEALTH, LIVE, REGISTRY
+from bridge.keys import HEALTH, LIVE
 from bridge.live import Live
 from bridge.views_html import add_html_routes
+from bridge.views_metrics import add_metrics_route
 
 
 def feed_handler(live: Live, name: str) -> Handler:
@@ -53,17 +53,11 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
-async def metrics(request: web.Request) -> web.Response:
-    """GET /metrics: Prometheus text format from a private registry."""
-    body = generate_latest(request.app[REGISTRY])
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
-
-
 def add_routes(app: web.Application) -> None:
     """Register every public route."""
     add_html_routes(app)  # GET /, /notices/{id}, /widget.js
     route(app, "GET", "/api/services.json", feed_handler(app[LIVE], "services"))
     route(app, "GET", "/api/announcements.json", feed_handler(app[LIVE], "announcements"))
     route(app, "GET", "/healthz", healthz)
-    route(app, "GET", "/metrics", metrics)
+    add_metrics_route(app)  # GET /metrics
 

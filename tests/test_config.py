@@ -406,6 +406,9 @@ BAD_HTTP = [
                  "http.admin_listen: must differ from http.listen", id="admin-same-as-listen"),
     pytest.param('[http]\nrate_limt = 5\n', "http.rate_limt: unknown key (did you mean 'rate_limit'?)",
                  id="rate-typo"),
+    pytest.param('[http]\nmetrics = "private"\n',
+                 "http.metrics: must be one of 'public', 'admin', 'off' (got 'private')", id="metrics-value"),
+    pytest.param('[http]\nmetrics = "admin"\n', 'http.metrics: "admin" needs http.admin_listen', id="metrics-no-admin"),
 ]
 
 
@@ -422,17 +425,18 @@ def test_http_limits_and_admin_listen(tmp_path: Path) -> None:
     import ipaddress
 
     default = parse_config("")
-    assert (default.rate_limit, default.burst, default.admin_listen) == (10.0, 20, None)
+    assert (default.rate_limit, default.burst, default.admin_listen, default.metrics) == (10.0, 20, None, "public")
     assert [str(n) for n in default.trusted_proxies] == ["127.0.0.0/8", "::1/128"]
     config = load_config(_write(tmp_path, """
 [http]
 listen = "0.0.0.0:8080"
 admin_listen = "[::1]:8081"
+metrics = "admin"
 rate_limit = 2.5
 burst = 5
 trusted_proxies = ["10.0.0.0/8", "192.0.2.1", "2001:db8::/32"]
 """))
-    assert config.admin_listen == ("::1", 8081)
+    assert (config.admin_listen, config.metrics) == (("::1", 8081), "admin")
     assert (config.rate_limit, config.burst) == (2.5, 5)
     assert config.trusted_proxies == tuple(map(ipaddress.ip_network, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]))
     assert parse_config("[http]\ntrusted_proxies = []\nrate_limit = 0\n").trusted_proxies == ()
@@ -444,3 +448,4 @@ def test_example_config_documents_http_limits() -> None:
     assert (config.rate_limit, config.burst) == (10.0, 20)
     assert [str(n) for n in config.trusted_proxies] == ["127.0.0.1/32", "::1/128"]
     assert '# admin_listen = "127.0.0.1:8081"' in EXAMPLE.read_text()
+    assert config.metrics == "public" and 'metrics = "public"' in EXAMPLE.read_text()

@@ -125,11 +125,12 @@ async def test_burst_then_429_with_retry_after(server: TestServer) -> None:
                 assert err["status"] == 429 and "too many requests" in err["message"]
         # Another client behind the trusted proxy has its own bucket.
         assert (await _get(session, url, **{"X-Forwarded-For": "198.51.100.7"}))[0] == 200
-        # Probes and scrapers are exempt.
+        # Probes are exempt; /metrics is charged like any public GET (a scraper is another client here).
         assert (await _get(session, str(server.make_url("/healthz"))))[0] == 200
-        assert (await _get(session, str(server.make_url("/metrics"))))[0] == 200
-        metrics = (await _get(session, str(server.make_url("/metrics"))))[2].decode()
-        assert "status_bridge_http_rate_limited_total 10.0" in metrics
+        assert (await _get(session, str(server.make_url("/metrics"))))[0] == 429
+        scraper = {"X-Forwarded-For": "198.51.100.9"}
+        metrics = (await _get(session, str(server.make_url("/metrics")), **scraper))[2].decode()
+        assert "status_bridge_http_rate_limited_total 11.0" in metrics
 
 
 async def test_untrusted_peer_cannot_pick_its_bucket(server: TestServer) -> None:
