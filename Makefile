@@ -43,6 +43,7 @@ bench: $(STAMP)
 	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/parse_statusdat.py ../shared/corpus/status-1k.dat.gz
 	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/parse_statusdat.py ../shared/corpus/status-100k.dat.gz
 	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/e2e_latency.py --sizes 1k 100k
+	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/loop_stall.py
 	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/feeds.py
 	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/scrape.py
 	timeout $(BENCH_TIMEOUT) $(BIN)/python bench/feeds_ir.py

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
-from tests.conftest import REPO, web_group_toml
+from tests.conftest import HANG_GUARD, REPO, web_group_toml
 from tests.procs import await_ready, launch, stop, tail
 
 START_TIMEOUT = 20.0
@@ -69,7 +69,7 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
             return exc.code, exc.read()
 
 
-def poll(url: str, pred: Callable[[bytes], bool] = lambda body: True, timeout: float = 10.0, interval: float = 0.1) -> bytes:
+def poll(url: str, pred: Callable[[bytes], bool] = lambda body: True, timeout: float = HANG_GUARD, interval: float = 0.1) -> bytes:
     """GET url until it answers 200 with a body pred accepts; bounded, failing with the last answer seen."""
     deadline = time.monotonic() + timeout
     last: object = None

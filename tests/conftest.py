@@ -6,8 +6,11 @@ import asyncio
 import os
 import shutil
 import socket
+import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -102,36 +105,103 @@ def _private_state_directory(tmp_path_factory: pytest.TempPathFactory, monkeypat
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path_factory.mktemp("state")))
 
 
-class LoopTicker:
-    """Ticks every millisecond on the running loop while in use; gaps[] is how long each tick really took."""
+HANG_GUARD = 60.0  # seconds: a bound only a hang reaches; no test uses it to claim anything about speed
 
-    def __init__(self) -> None:
-        self.gaps: list[float] = []
-        self._done = False
-        self._task: asyncio.Task[None] | None = None
 
-    async def _tick(self) -> None:
-        last = time.perf_counter()
-        while not self._done:
+class Held:
+    """Wraps a real function: the chosen call, entered in a worker thread, waits there until the test releases it.
+
+    Every call's thread is recorded, and the held call logs "entered" and "returned" in `events`, where the
+    loop side logs "loop ran": so a test proves that the event loop kept working *while* the function was
+    in progress, by order, without timing anything. Entered on the loop's own thread (the behaviour under
+    test broken), it does not wait, as nothing could ever release it: the recorded order then fails the test.
+    """
+
+    def __init__(self, real: Callable[..., Any], hold_call: int = 1) -> None:
+        self.real = real
+        self.hold_call = hold_call  # 1-based: which call is held (the others only have their thread recorded)
+        self.loop_thread = threading.get_ident()  # made by the test, on the loop's thread
+        self.threads: list[int] = []
+        self.events: list[str] = []  # list.append is atomic under the GIL: one order for both threads
+        self.entered = threading.Event()
+        self._released = threading.Event()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Record the thread; for the held call, wait for release() first (not on the loop's thread)."""
+        me = threading.get_ident()
+        self.threads.append(me)
+        if len(self.threads) != self.hold_call:
+            return self.real(*args, **kwargs)
+        self.events.append("entered")
+        self.entered.set()
+        if me != self.loop_thread:
+            self._released.wait(HANG_GUARD)
+        try:
+            return self.real(*args, **kwargs)
+        finally:
+            self.events.append("returned")
+
+    async def wait_entered(self, work: asyncio.Future[Any] | None = None) -> None:
+        """Wait on the loop until the held call is in progress (it stays there until release()).
+
+        work: the task doing the work, to fail at once when it ends without ever making the held call.
+        """
+        deadline = time.monotonic() + HANG_GUARD
+        while not self.entered.is_set():
+            assert work is None or not work.done(), f"done after {len(self.threads)} calls, none held"
+            assert time.monotonic() < deadline, "the held function was never called"
             await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            self.gaps.append(now - last)
-            last = now
 
-    async def __aenter__(self) -> LoopTicker:
-        self._task = asyncio.create_task(self._tick())
-        await asyncio.sleep(0.01)  # ticking before the work starts
-        return self
+    def release(self) -> None:
+        """Let the held call go on."""
+        self._released.set()
 
-    async def __aexit__(self, *exc: object) -> None:
-        self._done = True
-        assert self._task is not None
-        await self._task
+    async def serve_loop_meanwhile(
+        self, work: asyncio.Future[Any] | None = None, serve: Callable[[], Awaitable[object]] | None = None
+    ) -> None:
+        """Once the held call is in progress, run serve() on the loop (default: a few loop turns), then release it."""
+        await self.wait_entered(work)
+        if serve is not None:
+            await serve()
+        else:
+            for _ in range(3):
+                await asyncio.sleep(0)
+        self.events.append("loop ran")
+        self.release()
 
-    @property
-    def max_gap(self) -> float:
-        """The longest the loop kept the ticker waiting."""
-        return max(self.gaps, default=0.0)
+    def assert_loop_ran_meanwhile(self) -> None:
+        """The held call ran in a worker thread, and the loop ran between its start and its end."""
+        assert self.events == ["entered", "loop ran", "returned"], self.events
+        assert self.loop_thread not in self.threads, "ran on the event loop's thread"
+
+
+async def loop_until(pred: Callable[[], object], what: str, timeout: float = HANG_GUARD) -> None:
+    """Poll pred on the loop until it holds; fail after timeout seconds (a hang guard, not a speed claim)."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
+        await asyncio.sleep(0.01)
+
+
+def record_threads(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[int]:
+    """Wrap module.name (the real function still runs) to record the thread of every call."""
+    threads: list[int] = []
+    real = getattr(module, name)
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, recorded)
+    return threads
+
+
+def stop_rate_clock(app: Any, at: float = 1000.0) -> Any:
+    """Stop the app's rate limiter clock: no bucket refills during the test, however slowly the machine runs it."""
+    from bridge.front import FRONT
+
+    app[FRONT].limiter.clock = lambda: at
+    return app
 
 
 def web_group_toml(component: str = "website", name: str = "Website", service: str = "HTTP") -> str:

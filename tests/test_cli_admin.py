@@ -14,6 +14,7 @@ from bridge import database
 from bridge.cli import main
 from bridge.cli_admin import load_admin_tokens
 from tests.bridgeproc import run_cli, spawn
+from tests.conftest import HANG_GUARD
 from tests.procs import stop
 from tests.test_cli import wait_json
 
@@ -202,7 +203,7 @@ def test_admin_tokens_from_file_or_env(tmp_path, monkeypatch, capsys):
 def admin_get(url: str, token: str) -> dict:
     """GET an admin URL with a bearer token."""
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(req, timeout=2) as resp:
+    with urllib.request.urlopen(req, timeout=HANG_GUARD) as resp:
         return json.loads(resp.read())
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -14,16 +13,17 @@ from typing import Any
 import pytest
 from sqlite_utils import Database
 
+from bridge import history
 from bridge.app import make_app
 from bridge.database import open_db
 from bridge.history import EFFECTIVE, MONITORED, HistoryRecorder, Record, append_records
 from bridge.keys import LIVE
 from bridge.live import Live
 from bridge.settings import Settings
-from tests.conftest import web_config
+from tests.conftest import HANG_GUARD, Held, web_config
 from tests.test_history import STALE_AFTER, Clock, T, fresh, rows, web
 
-BOUND = 5.0  # seconds: no step of these tests may take longer, whatever goes wrong
+BOUND = HANG_GUARD  # no step of these tests may take longer, whatever goes wrong (never reached when they pass)
 
 
 @asynccontextmanager
@@ -90,33 +90,29 @@ async def test_records_land_in_the_file_in_order(path: Path) -> None:
     assert [(status, at) for cid, kind, status, at in found if (cid, kind) == ("website", EFFECTIVE)] == expected
 
 
-async def test_a_locked_database_does_not_block_the_loop(path: Path) -> None:
+async def test_a_locked_database_does_not_block_the_loop(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commit runs in the writer thread: while it waits for another connection's lock, the loop publishes and runs."""
     clock = Clock(T)
+    # The second write (the first lands before the lock is taken) waits in its thread until the loop has run.
+    write_held = Held(history.write_records, hold_call=2)
+    monkeypatch.setattr(history, "write_records", write_held)  # before the writer thread takes it
     async with writing(path, clock) as (live, db, recorder):
         live.update(web(0, T - 5000, T - 3), fresh(T - 3))
         await flushed(recorder)
-        ticks: list[float] = []
-
-        async def ticker() -> None:
-            while True:
-                ticks.append(time.monotonic())
-                await asyncio.sleep(0.01)
-
-        task = asyncio.create_task(ticker())
         with write_lock(path):  # say, the CLI in a long transaction
-            await asyncio.sleep(0.05)
             clock.now = T + 100
-            began = time.monotonic()
-            live.update(web(2, T + 61, T + 97), fresh(T + 97))
-            took = time.monotonic() - began
-            await asyncio.sleep(0.5)
-            assert rows(db, kind=MONITORED) == [(MONITORED, "up", T - 5000)]  # queued, not yet written
+            live.update(web(2, T + 61, T + 97), fresh(T + 97))  # returns with the write only queued
             assert live.snapshot.groups[0].components[0].status.value == "down"  # published at once
+
+            async def meanwhile() -> None:
+                await asyncio.sleep(0)
+                assert rows(db, kind=MONITORED) == [(MONITORED, "up", T - 5000)]  # queued, not yet written
+
+            await write_held.serve_loop_meanwhile(serve=meanwhile)
+        # The lock is gone: the write that waited behind it lands.
         await flushed(recorder)
-        task.cancel()
+        write_held.assert_loop_ran_meanwhile()
         assert rows(db, kind=MONITORED) == [(MONITORED, "up", T - 5000), (MONITORED, "down", T + 61)]
-    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
-    assert took < 0.1 and len(ticks) > 20 and max(gaps) < 0.25  # blocked, either would be ~0.5 s
 
 
 @pytest.mark.parametrize("failure", ["write error", "locked past the busy timeout"])
@@ -182,20 +178,25 @@ async def test_shutdown_flushes_what_is_queued(aiohttp_client: Any, path: Path) 
 
 
 async def test_shutdown_waits_a_bounded_time_and_reports_what_it_dropped(
-    path: Path, caplog: pytest.LogCaptureFixture
+    path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = Clock(T)
+    write_started = Held(history.write_records)  # tells when the first write is in progress
+    monkeypatch.setattr(history, "write_records", write_started)
     async with writing(path, clock) as (live, db, recorder):
         writer = recorder.writer
         assert writer is not None
-        writer.db.execute("PRAGMA busy_timeout = 2000")
+        # Stuck behind the lock for as long as the test holds it: a stop that waited for the write would hang.
+        writer.db.execute("PRAGMA busy_timeout = 600000")
         with write_lock(path), caplog.at_level(logging.ERROR):
             live.update(web(2, T - 600, T - 3), fresh(T - 3))  # in flight: waits for the lock
+            await write_started.wait_entered()
+            write_started.release()
             clock.now = T + 10
             live.update(web(0, T + 5, T + 7), fresh(T + 7))  # queued behind it
-            began = time.monotonic()
-            await recorder.stop(timeout=0.2)
-            assert time.monotonic() - began < 1.0
+            await asyncio.wait_for(recorder.stop(timeout=0.2), BOUND)
+            # Returned while the write it gave up on is still stuck behind the lock.
+            assert write_started.events == ["entered"] and writer.thread.is_alive()
         assert "within 0.2 s (database locked?): 2 queued status changes dropped, 4 still being written" in caplog.text
         await asyncio.wait_for(asyncio.to_thread(writer.thread.join), BOUND)  # the write it was in lands
         assert rows(db, kind=MONITORED) == [(MONITORED, "down", T - 600)]

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from bridge.app import make_app
 from bridge.config import ConfigError
+import bridge.icinga as icinga_module
 from bridge.icinga import IcingaSource
 from bridge.icinga_health import (
     StreamFacts,
@@ -42,7 +43,7 @@ from bridge.live import Live
 from bridge.merge import SourceView
 from bridge.model import CheckState, SourceHealth, StatusData
 from bridge.settings import Settings
-from tests.conftest import Samples, by_source, metric_samples, web_config
+from tests.conftest import HANG_GUARD, Held, Samples, by_source, metric_samples, web_config
 from tests.icinga import API_USER, Icinga
 
 # Recorded from Icinga 2.13.6 (Debian 12 icinga2) with `attrs=` as the bridge sends; one result per line.
@@ -331,6 +332,7 @@ def test_from_config_needs_a_user_and_a_password_file() -> None:
 # --- the edge against a local fake serving recorded answers ---------------------------------------------------
 
 PASSWORD = "pa55-w0rd-that-must-never-be-logged"
+WAIT = HANG_GUARD  # every wait on the fake or the real Icinga: reached only if something hangs
 
 
 class FakeIcinga:
@@ -455,7 +457,7 @@ async def test_subscribes_then_syncs_then_follows_events(fake: tuple[FakeIcinga,
     icinga, url = fake
     source, calls = make_source(url)
     async with running(source):
-        await eventually(lambda: source.current is not None, 5, "first sync")
+        await eventually(lambda: source.current is not None, WAIT, "first sync")
         data = source.current
         assert data.services[("web-1", "HTTP")].current_state == 2 and data.hosts["db-1"].current_state == 2
         assert data.version == "Icinga/r2.13.6-1" and calls
@@ -474,28 +476,32 @@ async def test_subscribes_then_syncs_then_follows_events(fake: tuple[FakeIcinga,
         host_up = rows(EVENTS)[12]
         icinga.push("this is not JSON")  # skipped, the stream goes on
         icinga.push(json.dumps(host_up))
-        await eventually(lambda: source.current.hosts["web-1"].current_state == 0, 5, "event applied")
+        await eventually(lambda: source.current.hosts["web-1"].current_state == 0, WAIT, "event applied")
         assert source.facts.connected and source.facts.errors_total == 0
 
 
 async def test_stream_loss_goes_stale_after_stale_after_then_reconnects_and_resyncs(fake: tuple[FakeIcinga, str]) -> None:
     icinga, url = fake
-    source, _ = make_source(url, stale_after=0.5, backoff_cap=0.1)
+    now = [float(T_UP)]  # the source's clock, moved by the test: stale_after is measured on it, not on the machine
+    source, _ = make_source(url, stale_after=60.0, backoff_cap=0.1, clock=lambda: now[0])
     async with running(source):
-        await eventually(lambda: source.facts.connected, 5, "first sync")
+        await eventually(lambda: source.facts.connected, WAIT, "first sync")
         icinga.fail_with = 503  # Icinga is restarting: the stream ends and reconnects are refused
         icinga.close_streams()
-        lost = time.monotonic()
-        await eventually(lambda: not source.facts.connected, 5, "loss noticed")
-        assert not source.health(source.clock()).stale  # a short outage is not news
-        await eventually(lambda: source.health(source.clock()).stale, 5, "stale")
-        assert time.monotonic() - lost >= 0.45
+        await eventually(lambda: not source.facts.connected, WAIT, "loss noticed")
+        await eventually(lambda: "HTTP 503" in (source.facts.last_error or ""), WAIT, "a reconnect refused")
+        lost = source.facts.down_since
+        assert lost == now[0]
+        now[0] = lost + 60.0
+        assert not source.health(source.clock()).stale  # an outage up to stale_after is not news
+        now[0] = lost + 60.5
         health = source.health(source.clock())
+        assert health.stale and health.reason is not None
         assert health.reason.startswith("Icinga 2 event stream down since ") and "HTTP 503" in health.reason
         assert source.current.services[("web-1", "HTTP")].current_state == 2  # the last known state is kept
         icinga.objects["services"][1]["attrs"]["state"] = 0  # changed while we were away
         icinga.fail_with = None
-        await eventually(lambda: source.facts.connected, 5, "reconnected")
+        await eventually(lambda: source.facts.connected, WAIT, "reconnected")
         assert not source.health(source.clock()).stale
         assert source.current.services[("web-1", "HTTP")].current_state == 0  # re-synced
         assert icinga.count("GET", "/v1/objects/services") == 2 and len(icinga.streams) == 2
@@ -505,10 +511,10 @@ async def test_a_silently_dead_stream_is_noticed_by_the_heartbeat(fake: tuple[Fa
     icinga, url = fake
     source, _ = make_source(url, stale_after=0.6, backoff_cap=0.1)
     async with running(source):
-        await eventually(lambda: source.facts.connected, 5, "first sync")
+        await eventually(lambda: source.facts.connected, WAIT, "first sync")
         icinga.fail_with, icinga.fail_gets_only = 503, True  # the stream stays open but says nothing
-        await eventually(lambda: not source.facts.connected, 3, "heartbeat failure noticed")
-        await eventually(lambda: source.health(source.clock()).stale, 3, "stale")
+        await eventually(lambda: not source.facts.connected, WAIT, "heartbeat failure noticed")
+        await eventually(lambda: source.health(source.clock()).stale, WAIT, "stale")
 
 
 async def test_unauthorized_is_reported_and_the_password_never_logged(fake: tuple[FakeIcinga, str], caplog: pytest.LogCaptureFixture) -> None:
@@ -517,7 +523,7 @@ async def test_unauthorized_is_reported_and_the_password_never_logged(fake: tupl
     caplog.set_level(logging.DEBUG)
     source, calls = make_source(url)
     async with running(source):
-        await eventually(lambda: calls, 5, "first attempt reported")
+        await eventually(lambda: calls, WAIT, "first attempt reported")
         health = source.health(source.clock())
         assert health.stale and health.reason == "no Icinga 2 data yet: HTTP 401 Unauthorized. Please check your user credentials."
         assert source.current is None
@@ -539,65 +545,88 @@ async def test_app_publishes_the_icinga_source(fake: tuple[FakeIcinga, str], aio
 async def test_publishes_are_prepared_in_a_worker_thread_while_the_loop_keeps_running(fake: tuple[FakeIcinga, str]) -> None:
     icinga, url = fake
     live = Live(web_config())
-    loop_thread = threading.get_ident()
-    prepared: list[tuple[int, StatusData]] = []
+    prepared: list[StatusData] = []
 
-    def slow_prepare(data: StatusData) -> None:
-        prepared.append((threading.get_ident(), data))
-        time.sleep(0.5)  # as preparing 100k checks would take: on the loop, nothing else could run meanwhile
+    def prepare(data: StatusData) -> None:
+        prepared.append(data)
         live.prepare(data)
 
-    gaps: list[float] = []
-
-    async def heartbeat() -> None:
-        last = time.monotonic()
-        while True:
-            await asyncio.sleep(0.01)
-            gaps.append(time.monotonic() - last)
-            last = time.monotonic()
-
-    source, _ = make_source(url, publish_to(live), prepare=slow_prepare, stale_after=30.0)
-    beat = asyncio.create_task(heartbeat())
-    try:
-        async with running(source):
-            await eventually(lambda: source.current is not None, 5, "first sync")
-            assert website(live) == "down"  # web-1 DOWN, web-1!HTTP CRITICAL
-            icinga.push(json.dumps(rows(EVENTS)[12]))  # web-1 UP
-            icinga.push(json.dumps(http_result(0, T_UP + 1, "HTTP OK")))
-            await eventually(lambda: website(live) == "up", 5, "events published")
-    finally:
-        beat.cancel()
+    # The sync's prepare (as preparing 100k checks would) stays in progress until the loop has run meanwhile.
+    prepare_held = Held(prepare)
+    source, _ = make_source(url, publish_to(live), prepare=prepare_held, stale_after=30.0)
+    async with running(source) as task:
+        await prepare_held.serve_loop_meanwhile(task)
+        await eventually(lambda: source.current is not None, WAIT, "first sync")
+        assert website(live) == "down"  # web-1 DOWN, web-1!HTTP CRITICAL
+        icinga.push(json.dumps(rows(EVENTS)[12]))  # web-1 UP
+        icinga.push(json.dumps(http_result(0, T_UP + 1, "HTTP OK")))
+        await eventually(lambda: website(live) == "up", WAIT, "events published")
+    prepare_held.assert_loop_ran_meanwhile()
     # The sync and the events were prepared off the loop, and what was published is exactly what was prepared.
-    assert len(prepared) >= 2 and all(thread != loop_thread for thread, _ in prepared)
-    assert live.sources["icinga"].data is prepared[-1][1]
-    assert max(gaps) < 0.35, f"the event loop stalled for {max(gaps):.2f} s"
+    assert len(prepare_held.threads) >= 2 and prepare_held.loop_thread not in prepare_held.threads
+    assert live.sources["icinga"].data is prepared[-1]
 
 
-async def test_a_burst_of_events_makes_one_rebuild_after_the_gap(fake: tuple[FakeIcinga, str]) -> None:
+class GatedGap:
+    """bridge.icinga's asyncio, except that each sleep of the publish gap (min_gap or longer) waits for open()."""
+
+    def __init__(self, min_gap: float, log: list[str]) -> None:
+        self.min_gap, self.log = min_gap, log
+        self._opened = asyncio.Semaphore(0)
+
+    def __getattr__(self, name: str) -> Any:
+        """Everything else is asyncio's own."""
+        return getattr(asyncio, name)
+
+    async def sleep(self, delay: float, result: Any = None) -> Any:
+        """A gap waits until the test opens it; the shorter sleeps (backoff, staleness watch) are real."""
+        if delay < self.min_gap:
+            return await asyncio.sleep(delay, result)
+        self.log.append("gap")
+        await self._opened.acquire()
+        return result
+
+    def open(self) -> None:
+        """End one gap."""
+        self.log.append("gap opened")
+        self._opened.release()
+
+
+async def test_a_burst_of_events_makes_one_rebuild_after_the_gap(
+    fake: tuple[FakeIcinga, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     icinga, url = fake
-    published: list[tuple[float, StatusData | None]] = []
+    log: list[str] = []  # publishes and gaps, in order
+    published: list[StatusData | None] = []
 
     def record(source: IcingaSource) -> None:
-        if not published or published[-1][1] is not source.current:
-            published.append((time.monotonic(), source.current))
+        if not published or published[-1] is not source.current:
+            published.append(source.current)
+            log.append("published")
 
-    source, _ = make_source(url, record, min_gap=1.0, stale_after=30.0)
+    gap = GatedGap(3600.0, log)
+    monkeypatch.setattr(icinga_module, "asyncio", gap)
+    source, _ = make_source(url, record, min_gap=gap.min_gap, stale_after=30.0)
 
     def http_state() -> int:
         return source.current.services[("web-1", "HTTP")].current_state
 
     async with running(source):
-        await eventually(lambda: source.current is not None, 5, "first sync")
-        pushed = time.monotonic()
+        await eventually(lambda: source.current is not None, WAIT, "first sync")
+        first = len(log)
         icinga.push(json.dumps(http_result(0, T_HTTP + 1, "HTTP OK")))
-        await eventually(lambda: http_state() == 0, 5, "first event")
-        assert published[-1][0] - pushed < 0.9  # a lone event is published at once, not after the gap
-        first = len(published)
+        await eventually(lambda: "published" in log[first:], WAIT, "first event")
+        # A lone event is published at once, not after a gap (none has ended yet); the gap starts right after.
+        assert log[first:] == ["published", "gap"] and http_state() == 0
         for i in range(2, 30):  # a burst: alternating states, each newer than the last
             icinga.push(json.dumps(http_result(i % 2 * 2, T_HTTP + i, f"result {i}")))
-        await eventually(lambda: source.current.services[("web-1", "HTTP")].plugin_output == "result 29", 5, "burst")
-    assert len(published) == first + 1  # the whole burst in one rebuild...
-    assert published[-1][0] - published[-2][0] >= 0.95  # ...no sooner than min_gap after the previous one
+        checks = source.state.checks
+        await eventually(lambda: checks[("web-1", "HTTP")].plugin_output == "result 29", WAIT, "burst applied")
+        assert log[first:] == ["published", "gap"] and http_state() == 0  # all of it waits for the gap
+        gap.open()
+        await eventually(lambda: len(log) - first > 3, WAIT, "the rebuild after the gap")
+    # The whole burst in one rebuild, and only once the gap had ended.
+    assert log[first:] == ["published", "gap", "gap opened", "published", "gap"]
     assert http_state() == 2  # the last result of the burst (CRITICAL) is the one shown
 
 
@@ -664,22 +693,22 @@ async def test_bridge_follows_a_real_icinga(icinga: Icinga, aiohttp_client: Any)
     )  # fmt: skip
     client = await aiohttp_client(make_app(Settings(config)))
     # Start-up waited for the first sync over TLS, verified against Icinga's own CA.
-    body = await wait_feed(client, lambda b: statuses(b) == {"website": "up", "database": "up"}, 5, "synced")
+    body = await wait_feed(client, lambda b: statuses(b) == {"website": "up", "database": "up"}, WAIT, "synced")
     assert body["stale"] is False
     metrics = await scrape(client)
     assert metrics[CONNECTED] == 1.0 and by_source(metrics, "status_bridge_source_stale") == {"icinga": 0.0}
     assert ("status_bridge_parses_total", ()) not in metrics  # status.dat's own families: no status.dat here
 
     await asyncio.to_thread(icinga.submit, "web-1", "HTTP", 2, "CRITICAL - connection refused\nsecond line")
-    await wait_feed(client, lambda b: statuses(b)["website"] == "down", 15, "down from the event stream")
+    await wait_feed(client, lambda b: statuses(b)["website"] == "down", WAIT, "down from the event stream")
 
     await asyncio.to_thread(icinga.schedule_downtime, "db-1", "PostgreSQL")
     await asyncio.to_thread(icinga.submit, "db-1", "PostgreSQL", 2, "CRITICAL - too many connections")
-    await wait_feed(client, lambda b: statuses(b)["database"] == "maintenance", 15, "in maintenance")
+    await wait_feed(client, lambda b: statuses(b)["database"] == "maintenance", WAIT, "in maintenance")
 
     stopped = time.monotonic()
     await asyncio.to_thread(icinga.stop)
-    body = await wait_feed(client, lambda b: b["stale"], STALE_AFTER + 5, "stale after Icinga stopped")
+    body = await wait_feed(client, lambda b: b["stale"], WAIT, "stale after Icinga stopped")
     assert time.monotonic() - stopped >= STALE_AFTER - 0.5  # not at the first hiccup
     assert "Icinga 2 event stream down since" in body["stale_reason"]
     assert statuses(body) == {"website": "down", "database": "maintenance"}  # last known, not invented "down"
@@ -689,7 +718,7 @@ async def test_bridge_follows_a_real_icinga(icinga: Icinga, aiohttp_client: Any)
     assert metrics[("status_bridge_icinga_events_total", (("type", "CheckResult"),))] >= 1.0
 
     await asyncio.to_thread(icinga.start)  # same port, same retained state
-    body = await wait_feed(client, lambda b: not b["stale"], 20, "fresh again after Icinga came back")
+    body = await wait_feed(client, lambda b: not b["stale"], WAIT, "fresh again after Icinga came back")
     assert statuses(body) == {"website": "down", "database": "maintenance"}
     metrics = await scrape(client)
     assert metrics[CONNECTED] == 1.0 and by_source(metrics, "status_bridge_source_stale") == {"icinga": 0.0}
@@ -704,7 +733,7 @@ async def test_tls_is_verified_against_a_real_icinga(icinga: Icinga) -> None:
     ]:
         source = IcingaSource(url, API_USER, icinga.password, ca_file, lambda: None, stale_after=5)
         async with running(source):
-            await eventually(lambda s=source: s.facts.errors_total, 10, f"TLS failure for {url}")
+            await eventually(lambda s=source: s.facts.errors_total, WAIT, f"TLS failure for {url}")
         error = source.facts.last_error or ""
         assert expected in error and "Icinga's NodeName" in error and source.current is None
 
@@ -726,8 +755,8 @@ async def test_a_real_icinga_sync_and_its_events_are_prepared_off_the_loop(icing
     source = IcingaSource(icinga.url, API_USER, icinga.password, icinga.ca_file, lambda: listener(source),
                           stale_after=STALE_AFTER, prepare=prepare)  # fmt: skip
     async with running(source):
-        await eventually(lambda: website(live) == "up", 10, "synced")
+        await eventually(lambda: website(live) == "up", WAIT, "synced")
         synced = len(threads)
         await asyncio.to_thread(icinga.submit, "web-1", "HTTP", 2, "CRITICAL - connection refused")
-        await eventually(lambda: website(live) == "down", 15, "down from the event stream")
+        await eventually(lambda: website(live) == "down", WAIT, "down from the event stream")
     assert synced >= 1 and len(threads) > synced and loop_thread not in threads

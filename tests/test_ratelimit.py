@@ -19,7 +19,7 @@ from bridge.front import LISTENERS
 from bridge.keys import LIVE
 from bridge.ratelimit import RateLimiter, client_ip
 from bridge.settings import Settings
-from tests.conftest import free_port
+from tests.conftest import free_port, stop_rate_clock
 
 NETS = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/8"))
 
@@ -100,9 +100,9 @@ def config(http: str) -> Settings:
 
 @pytest.fixture
 async def server() -> AsyncIterator[TestServer]:
-    """Rate 0.1/s (no refill during a test), burst 20, loopback 127.0.0.1 trusted as a proxy."""
-    async with TestServer(make_app(config('rate_limit = 0.1\nburst = 20\ntrusted_proxies = ["127.0.0.1"]')),
-                          host="127.0.0.1") as srv:  # fmt: skip
+    """Rate 0.1/s (its clock stopped: no refill during a test), burst 20, loopback 127.0.0.1 trusted as a proxy."""
+    app = stop_rate_clock(make_app(config('rate_limit = 0.1\nburst = 20\ntrusted_proxies = ["127.0.0.1"]')))
+    async with TestServer(app, host="127.0.0.1") as srv:
         yield srv
 
 
@@ -184,7 +184,7 @@ async def test_rate_limit_zero_turns_it_off() -> None:
 @pytest.mark.parametrize("before, after", [("rate_limit = 0.1\nburst = 2", "rate_limit = 0\nburst = 2"),
                                            ("rate_limit = 0\nburst = 2", "rate_limit = 0.1\nburst = 2")])
 async def test_a_reloaded_limit_applies_from_the_next_request(before: str, after: str) -> None:
-    app = make_app(config(before))
+    app = stop_rate_clock(make_app(config(before)))
     async with TestServer(app, host="127.0.0.1") as srv, aiohttp.ClientSession() as session:
         url = str(srv.make_url("/api/services.json"))
         first = [(await _get(session, url))[0] for _ in range(3)]

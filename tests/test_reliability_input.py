@@ -24,10 +24,10 @@ from aiohttp.test_utils import TestClient
 from bridge.app import make_app
 from bridge.settings import Settings
 from tests.bridgeproc import BridgeProcess, poll, site_toml
-from tests.conftest import free_port, web_config
+from tests.conftest import HANG_GUARD, free_port, web_config
 
 ALL_UP = {("web-1", "HTTP"): 0, ("db-1", "PostgreSQL"): 0}
-WAIT = 10.0  # every wait below is bounded by this many seconds
+WAIT = HANG_GUARD  # every wait below is bounded by this many seconds (reached only by a hang)
 
 
 def nagios_statusdat(created: float, services: Mapping[tuple[str, str], int] = ALL_UP, hosts: Mapping[str, int] | None = None) -> bytes:

@@ -14,13 +14,15 @@ from bridge import schedule
 from bridge.app import make_app
 from bridge.database import open_db
 from bridge.db_thread import DbThread
+from bridge.encoded import Published
 from bridge.keys import DB, LIVE, REFRESH
 from bridge.live import Live
 from bridge.model import ComponentView, SourceHealth, Status
 from bridge.schedule import SCHEDULER, Scheduler
 from bridge.settings import Settings
 from bridge.storage import create_notice, create_override, get_notice, list_notices
-from tests.conftest import check, status_data, web_config
+from tests.conftest import HANG_GUARD, check, loop_until, status_data, web_config
+from tests.test_passive import until_async
 
 T = 1_700_000_000.0
 HEALTHY = SourceHealth(stale=False, data_created=T)
@@ -50,6 +52,17 @@ async def writer(db: Database) -> AsyncIterator[DbThread]:
     thread = DbThread.for_db("writer", db)
     yield thread
     await thread.close()
+
+
+class StoppingClock:
+    """Real time, except that it never passes `until`: a wake-up the machine delays cannot skip a state."""
+
+    def __init__(self) -> None:
+        self.base, self.started = time.time(), time.monotonic()
+        self.until = float("inf")
+
+    def __call__(self) -> float:
+        return min(self.base + time.monotonic() - self.started, self.until)
 
 
 def all_up(live: Live, created: float = T) -> None:
@@ -141,25 +154,31 @@ def test_since_survives_rebuilds_and_starts_at_daemon_start(db: Database) -> Non
 
 
 async def test_real_wakeup_fires_without_any_sync_call(db: Database, writer: DbThread) -> None:
-    live = Live(web_config())
-    all_up(live, created=time.time())
+    clock = StoppingClock()
+    live = Live(web_config(), clock)
+    all_up(live, created=clock())
+    shown = [component(live, "website").status]  # each change of the website's published status, in order
+
+    def published(old: object, new: Published) -> None:
+        status = next(c.status for g in new.snapshot.groups for c in g.components if c.id == "website")
+        if status != shown[-1]:
+            shown.append(status)
+
+    live.on_published = published  # type: ignore[method-assign]
     # A long poll interval: only the APScheduler date job can make this change visible.
-    scheduler = Scheduler(writer, live, poll_interval=60)
+    scheduler = Scheduler(writer, live, clock, poll_interval=60)
     await scheduler.start()
     try:
-        start = time.time() + 0.3
+        start = clock() + 0.3
+        clock.until = start  # until the window has been seen open: however late the job fires, it fires into it
         create_override(db, component_id="website", status=Status.PARTIAL, starts_at=start, ends_at=start + 0.3,
-                        reason="Short", now=time.time())
+                        reason="Short", now=clock())
         await scheduler.refresh()  # the admin API's own write
-        assert component(live, "website").status == Status.UP
-        deadline = time.monotonic() + 3
-        while component(live, "website").status != Status.PARTIAL and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        assert component(live, "website").status == Status.PARTIAL
-        assert time.time() >= start
-        while component(live, "website").status != Status.UP and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        assert component(live, "website").status == Status.UP  # and back at the window's end
+        assert shown == [Status.UP]
+        await loop_until(lambda: Status.PARTIAL in shown, "the window's start")
+        clock.until = float("inf")
+        await loop_until(lambda: shown[-1] == Status.UP, "the window's end")
+        assert shown == [Status.UP, Status.PARTIAL, Status.UP]  # each change at its instant, by the date job alone
         assert scheduler.next_at is None
     finally:
         await scheduler.stop()
@@ -184,11 +203,7 @@ async def test_failed_sync_is_retried_by_the_poller(db: Database, writer: DbThre
         monkeypatch.setattr(schedule, "list_notices", flaky)
         await scheduler.refresh()  # logged, not raised: the caller's write did succeed
         assert component(live, "website").status != Status.DOWN
-        for _ in range(100):
-            if component(live, "website").status == Status.DOWN:
-                break
-            await asyncio.sleep(0.02)
-        assert component(live, "website").status == Status.DOWN
+        await loop_until(lambda: component(live, "website").status == Status.DOWN, "the poller's retry")
     finally:
         await scheduler.stop()
 
@@ -231,11 +246,33 @@ async def test_refresh_does_a_full_sync(aiohttp_client, tmp_path: Path) -> None:
     assert app[LIVE].snapshot.sorry_state == "under_maintenance"
 
 
-async def test_change_by_another_process_shows_within_two_seconds(aiohttp_client, tmp_path: Path) -> None:
+async def test_change_by_another_process_shows_at_the_next_poll(
+    aiohttp_client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "db.sqlite"
     app = make_app(Settings(web_config(), watch=False, db_path=path))
     client = await aiohttp_client(app)
     all_up(app[LIVE], created=time.time())
+    # Each poll tick reads the database's data_version once (outside a sync); its syncs are logged after it.
+    scheduler, real_version, real_sync = app[SCHEDULER], schedule.data_version, app[SCHEDULER].sync
+    log: list[str] = []
+    syncing = [False]
+
+    def version(db: Database) -> int:
+        if not syncing[0]:
+            log.append("poll")
+        return real_version(db)
+
+    async def sync(now: float | None = None) -> None:
+        syncing[0] = True
+        try:
+            await real_sync(now)
+        finally:
+            syncing[0] = False
+            log.append("sync")
+
+    monkeypatch.setattr(schedule, "data_version", version)
+    monkeypatch.setattr(scheduler, "sync", sync)
     cli = open_db(path)  # what `status-bridge override ...` does while the daemon runs
     try:
         create_override(cli, component_id="website", status=Status.DOWN, starts_at=time.time() - 1, ends_at=None,
@@ -244,14 +281,17 @@ async def test_change_by_another_process_shows_within_two_seconds(aiohttp_client
                       now=time.time(), components=["website"])
     finally:
         cli.close()
-    written = time.monotonic()
+    written = len(log)
     site: dict = {}
-    while time.monotonic() - written < 2:
-        body = await (await client.get("/api/services.json")).json()
-        site = body["groups"][0]["services"][0]
-        if site["status"] == "down":
-            break
-        await asyncio.sleep(0.05)
+
+    async def shown_down() -> bool:
+        nonlocal site
+        site = (await (await client.get("/api/services.json")).json())["groups"][0]["services"][0]
+        return site["status"] == "down"
+
+    await asyncio.wait_for(until_async(shown_down, every=0.2), HANG_GUARD)
+    # The first poll after the write noticed it and synced: shown within one poll interval (0.5 s), not by luck.
+    assert log[written:written + 2] == ["poll", "sync"] and scheduler.poll_interval == schedule.POLL_INTERVAL
     assert (site["status"], site["monitored_status"]) == ("down", "up")
     assert site["override"] == {"status": "down", "message": "Switching provider", "ends_at": None}
     announcements = await (await client.get("/api/announcements.json")).json()
@@ -269,11 +309,7 @@ async def test_overdue_change_is_caught_by_the_poller(db: Database, writer: DbTh
     await scheduler.start()  # the real job is an hour away
     try:
         clock.now = T + 3600  # the wall clock stepped (or the machine slept) past the start
-        for _ in range(100):
-            if component(live, "website").status == Status.DOWN:
-                break
-            await asyncio.sleep(0.02)
-        assert component(live, "website").status == Status.DOWN
+        await loop_until(lambda: component(live, "website").status == Status.DOWN, "the poller's catch-up")
         assert scheduler.next_at is None
     finally:
         await scheduler.stop()

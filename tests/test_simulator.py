@@ -22,6 +22,7 @@ from bridge.demo.statusdat_writer import (
     render_statusdat,
 )
 from tests.conftest import CORPUS as CORPUS_DIR
+from tests.conftest import HANG_GUARD
 
 T0 = 1_800_000_000
 CORPUS = CORPUS_DIR / "status-1k.dat.gz"
@@ -208,11 +209,11 @@ async def test_run_simulator_writes_atomically_and_replaces_the_inode(tmp_path: 
                     seen.add(data.created)
                 await asyncio.sleep(0)
 
-        await asyncio.wait_for(read_until_enough(), 5.0)
+        await asyncio.wait_for(read_until_enough(), HANG_GUARD)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 2.0)
+            await asyncio.wait_for(task, HANG_GUARD)
         for fd in held:
             os.close(fd)
     assert os.listdir(tmp_path) == ["status.dat"]  # no temp file left behind on cancel
@@ -230,14 +231,14 @@ async def test_each_cycle_is_a_new_inode(tmp_path: Path) -> None:
                 while not path.exists() or (fds and os.stat(path).st_ino == os.fstat(fds[-1]).st_ino):
                     await asyncio.sleep(0.005)
 
-            await asyncio.wait_for(next_inode(), 2.0)
+            await asyncio.wait_for(next_inode(), HANG_GUARD)
             with contextlib.suppress(FileNotFoundError):
                 fds.append(os.open(path, os.O_RDONLY))
         assert len({os.fstat(fd).st_ino for fd in fds}) == len(fds) >= 2
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 2.0)
+            await asyncio.wait_for(task, HANG_GUARD)
         for fd in fds:
             os.close(fd)
 
@@ -252,10 +253,10 @@ async def test_first_file_is_written_at_once_and_left_on_cancel(tmp_path: Path) 
         while not path.exists():
             await asyncio.sleep(0.005)
 
-    await asyncio.wait_for(exists(), 2.0)
+    await asyncio.wait_for(exists(), HANG_GUARD)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(task, 2.0)
+        await asyncio.wait_for(task, HANG_GUARD)
     assert parse(path.read_bytes()).created == T0
     assert os.listdir(path.parent) == ["status.dat"]
     assert path.stat().st_mode & 0o777 == 0o644

@@ -26,6 +26,7 @@ from bridge.statusdat_file import (
     stale_reason,
 )
 from bridge.tail import StatusDatTailer
+from tests.conftest import HANG_GUARD, Held
 
 T0 = 1_800_000_000
 MISSING = "status.dat missing: Nagios stopped?"
@@ -36,8 +37,8 @@ def statusdat(created: int) -> bytes:
     return render_statusdat(demo_objects(created), created)
 
 
-async def until(pred: Callable[[], bool], timeout: float = 3.0) -> None:
-    """Wait for ``pred`` to hold, failing the test after ``timeout`` seconds."""
+async def until(pred: Callable[[], bool], timeout: float = HANG_GUARD) -> None:
+    """Wait for ``pred`` to hold, failing the test after ``timeout`` seconds (only a hang gets there)."""
 
     async def poll() -> None:
         while not pred():
@@ -76,11 +77,11 @@ class Harness:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        """Cancel run() and require it to stop promptly."""
+        """Cancel run() and require it to stop (promptly: test_cancel_during_parse_is_prompt)."""
         assert self.task is not None
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(self.task, 2.0)
+            await asyncio.wait_for(self.task, HANG_GUARD)
 
 
 @pytest.fixture
@@ -239,42 +240,41 @@ async def test_directory_replaced_while_running(path: Path) -> None:
 
 
 async def test_slow_parse_does_not_block_the_event_loop(path: Path) -> None:
+    """The parse runs in a worker thread: while it is in progress the loop runs, and its whole time is reported."""
     from bridge.statusdat import parse
 
-    def slow_parse(raw: bytes) -> StatusData:
-        time.sleep(0.5)  # a 143 MB status.dat takes about this long
-        return parse(raw)
+    parse_held = Held(parse)  # in progress (as a 143 MB file's parse is for a while) until the loop has run
+    took: list[float] = []
 
-    ticks = 0
+    def measured(raw: bytes) -> StatusData:
+        began = time.perf_counter()
+        try:
+            return parse_held(raw)
+        finally:
+            took.append(time.perf_counter() - began)
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    tick_task = asyncio.create_task(ticker())
-    try:
-        async with Harness(path, parse=slow_parse) as h:
-            await until(lambda: h.created() == T0)
-            assert ticks >= 20
-            assert (h.health().last_parse_seconds or 0) >= 0.5
-    finally:
-        tick_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await tick_task
+    async with Harness(path, parse=measured) as h:
+        await parse_held.serve_loop_meanwhile(h.task)
+        await until(lambda: h.created() == T0)
+    parse_held.assert_loop_ran_meanwhile()
+    assert (h.health().last_parse_seconds or 0) >= took[0]  # the tailer's own measure encloses this one
 
 
 async def test_cancel_during_parse_is_prompt(path: Path) -> None:
-    def slow_parse(raw: bytes) -> StatusData:
-        time.sleep(0.3)
+    """Cancelling the tailer mid-parse ends it at once: it does not wait for the parse in its worker thread."""
+
+    def failing_parse(raw: bytes) -> StatusData:
         raise ValueError("never finishes in time")
 
-    h = Harness(path, parse=slow_parse)
-    async with h:
-        await asyncio.sleep(0.05)
-        started = time.monotonic()
-    assert time.monotonic() - started < 0.25
+    parse_held = Held(failing_parse)  # stays in progress until the test lets it go, after the cancel
+    h = Harness(path, parse=parse_held)
+    h.task = asyncio.create_task(h.tailer.run())
+    await parse_held.wait_entered(h.task)
+    h.task.cancel()
+    done, _ = await asyncio.wait([h.task], timeout=HANG_GUARD / 2)
+    parse_held.release()
+    assert done and h.task.cancelled()
+    assert parse_held.events == ["entered"]  # run() ended while its parse was still in progress
 
 
 async def test_failing_listener_does_not_stop_the_tailer(path: Path) -> None:
@@ -293,7 +293,7 @@ async def test_failing_listener_does_not_stop_the_tailer(path: Path) -> None:
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 2.0)
+            await asyncio.wait_for(task, HANG_GUARD)
 
 
 async def test_fallback_poll_rereads_only_a_changed_file(path: Path) -> None:
@@ -363,10 +363,31 @@ def _two_blocks(now: int) -> tuple[bytes, bytes]:
     return full, prefix
 
 
-def test_in_place_rewrite_still_being_written_is_not_published(tmp_path: Path) -> None:
-    """A copy in place paused exactly at a block boundary must not be taken for the whole file."""
-    import threading
+class SettleWaits:
+    """statusdat_file's time module, except that sleep() (only the settle wait calls it) is recorded, not slept.
 
+    during() runs in place of the first wait: a writer finishing the file exactly while the reader waits.
+    """
+
+    def __init__(self, during: Callable[[], None] | None = None) -> None:
+        self.slept: list[float] = []
+        self.during = during
+
+    def __getattr__(self, name: str) -> Any:
+        """Everything else is the real time module."""
+        return getattr(time, name)
+
+    def sleep(self, seconds: float) -> None:
+        """Record the wait; run during() once."""
+        self.slept.append(seconds)
+        during, self.during = self.during, None
+        if during is not None:
+            during()
+
+
+def test_in_place_rewrite_still_being_written_is_not_published(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy in place paused exactly at a block boundary must not be taken for the whole file."""
+    from bridge import statusdat_file
     from bridge.statusdat import parse
     from bridge.statusdat_file import read_and_parse
 
@@ -382,20 +403,19 @@ def test_in_place_rewrite_still_being_written_is_not_published(tmp_path: Path) -
         with open(path, "ab") as f:
             f.write(full[len(prefix):])
 
-    finisher = threading.Timer(0.05, finish)
-    finisher.start()
-    try:
-        outcome = read_and_parse(path, parse, None, inode, settle=0.5)
-    finally:
-        finisher.join()
-    assert outcome.data is None
+    # The rest is written while the reader waits for the file to settle (an hour: it can never look settled).
+    waits = SettleWaits(during=finish)
+    monkeypatch.setattr(statusdat_file, "time", waits)
+    outcome = read_and_parse(path, parse, None, inode, settle=3600)
+    assert len(waits.slept) == 1 and outcome.data is None
     assert "changed while being read" in (outcome.error or "")
     assert path.stat().st_ino == inode
     again = read_and_parse(path, parse, None, inode, settle=0.05)
     assert again.data is not None and len(again.data.services) == len(parse(full).services)
 
 
-def test_renamed_file_is_taken_without_waiting(tmp_path: Path) -> None:
+def test_renamed_file_is_taken_without_waiting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge import statusdat_file
     from bridge.statusdat import parse
     from bridge.statusdat_file import read_and_parse
 
@@ -406,10 +426,11 @@ def test_renamed_file_is_taken_without_waiting(tmp_path: Path) -> None:
     old_inode = path.stat().st_ino
     write_atomic(path, full)  # a rename: new inode, atomic, needs no settling
     assert path.stat().st_ino != old_inode
-    started = time.monotonic()
-    outcome = read_and_parse(path, parse, None, old_inode, settle=5.0)
+    waits = SettleWaits()
+    monkeypatch.setattr(statusdat_file, "time", waits)
+    outcome = read_and_parse(path, parse, None, old_inode, settle=3600)
     assert outcome.data is not None
-    assert time.monotonic() - started < 2.0
+    assert waits.slept == []  # taken at once: no settle wait at all
 
 
 # --- reading, preparing and the GIL (issue 8) -------------------------------------------
