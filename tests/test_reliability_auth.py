@@ -204,6 +204,12 @@ def test_tokens_never_reach_the_daemon_log(tmp_path: Path) -> None:
             send(base, "POST", "/nrdp/", {"Content-Type": "application/x-www-form-urlencoded"}, form)
             send(base, "GET", "/nrdp/?" + urllib.parse.urlencode({"token": token, "cmd": "submitcheck"}))
             send(base, "GET", "/nrdp/?cmd=hello&TOKEN=" + token)
+            # The token under a percent-encoded name (NRDP accepts it) and other secret-looking names.
+            send(base, "POST", f"/nrdp/?%74oken={token}&cmd=submitcheck", {"Content-Type": "application/x-www-form-urlencoded"},
+                 b"xml=<checkresults/>")  # fmt: skip
+            for name in ("To%6Ben", "access_token", "auth", "bearer_token", "authorization", "api_key", "API%5FKEY"):
+                send(base, "GET", f"/nrdp/?cmd=hello&{name}={token}")
+                send(base, "GET", f"/api/services.json?{name}={token}")
         # Malformed requests that carry a token: the HTTP parser's own error report must not echo it.
         long_url = f"GET /nrdp/?token={LOG_PUSH}&cmd=submitcheck&json={'a' * 9000} HTTP/1.1\r\nHost: x\r\n\r\n"
         send_raw(port, long_url.encode())
