@@ -234,6 +234,12 @@ async def test_body_limit(aiohttp_client, tmp_path):
     assert held(client) == {}
 
 
+async def test_a_get_longer_than_apaches_request_line_limit_is_refused(client):
+    # As on a stock NRDP install (Apache's LimitRequestLine 8190): large batches must be POSTed (docs/nrdp.md).
+    resp = await client.get("/nrdp/", params={"token": "t", "cmd": "submitcheck", "XMLDATA": "x" * 9000})
+    assert resp.status == 400 and held(client) == {}
+
+
 async def test_get_submitcheck_is_accepted_as_nrdp_does(client):
     # send_nrdp.py sends every submission as a GET with the XML in the query string.
     resp = await client.get("/nrdp/", params={"token": "t", "cmd": "submitcheck", "XMLDATA": CHECKS_XML})
