@@ -152,6 +152,11 @@ class Front:
                     resp = error_response(e.status_code, e.reason or "error")
                     if "Allow" in e.headers:
                         resp.headers["Allow"] = e.headers["Allow"]  # a 405 names the methods that would do
+                except ConnectionResetError:
+                    # The client went away while its body was being read: nobody to answer, and no error of ours
+                    # (logged at ERROR with a traceback, every client could write 20 lines at will).
+                    log.debug("client disconnected during %s %s", request.method, request.path)
+                    resp = error_response(400, "client disconnected")
                 except Exception:
                     log.exception("unhandled error for %s %s", request.method, request.path)
                     resp = error_response(500, "internal error")

@@ -9,6 +9,7 @@ buffers on both ends keep the bytes in flight (kernel buffers, aiohttp's read bu
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
@@ -220,3 +221,27 @@ async def test_native_endpoint_refusals_stop_reading(port, auth):
         assert status == 413 and LIMIT < sent <= LIMIT + SLACK, (status, sent)
     else:
         assert status == 403 and sent <= SLACK, (status, sent)
+
+
+@pytest.mark.parametrize("path", ["/nrdp/", "/api/v1/check-results"])
+async def test_a_client_leaving_mid_body_is_not_an_error(port, path, caplog):
+    """A client that sends half a body and goes (or whose body the HTTP parser refuses half way, which leaves the
+    reader waiting for the client to go): one DEBUG line, no ERROR traceback a client could repeat at will."""
+    caplog.set_level(logging.DEBUG, logger="bridge.http")
+    head = post(path, "application/x-www-form-urlencoded", "Transfer-Encoding: chunked\r\nAuthorization: Bearer t\r\n")
+    for rest in (b"5\r\ntoken", b"1;\r\nx\r\n"):  # cut off; a chunk extension llhttp refuses
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(head)
+        await writer.drain()
+        await asyncio.sleep(0.2)  # the handler is reading the body now
+        writer.write(rest)
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.close()
+        await writer.wait_closed()
+    for _ in range(50):  # until the server has seen both disconnections
+        if sum("client disconnected" in r.getMessage() for r in caplog.records) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert sum("client disconnected" in r.getMessage() for r in caplog.records) == 2
