@@ -156,12 +156,18 @@ async def _read_body(request: web.Request, form: dict[str, str]) -> None:
     """Add the body's fields to form; a token (in the query or the body) is checked as soon as it is known, so a
     refused client never gets the rest of its body read."""
 
-    def on_field(name: str, value: str) -> None:
-        form[name] = value  # known even if a later field ends the request
-        if name == "token" and value.strip():
-            _nrdp_token(request, value.strip())
+    def check(token: str) -> None:
+        """Refuse a bad token at once (an empty one is only known to be missing at the end)."""
+        if token.strip():
+            _nrdp_token(request, token.strip())
 
-    on_field("token", form.get("token", ""))
+    def on_field(name: str, value: str) -> None:
+        """Keep each field as it completes (so a refusal is answered in the format known so far)."""
+        form[name] = value
+        if name == "token":
+            check(value)
+
+    check(form.get("token", ""))
     limit = request.app[LIVE].config.passive_max_body
     try:
         await read_fields(request, limit, on_field)
@@ -184,7 +190,7 @@ def _nrdp_command(request: web.Request, form: dict[str, str]) -> dict[str, objec
     accepted, ignored = hub.submit(results, len(errors))
     if errors and not results:
         raise nrdp.NrdpError("BAD DATA", nrdp.rejected_summary(errors))
-    request.app[FRONT].accept(request)  # a valid token and a stored submission: not charged to the rate limit
+    request.app[FRONT].accept(request)  # a valid token and a processed submission: not charged to the rate limit
     return nrdp.processed(accepted + ignored, errors[:ERRORS_MAX])
 
 
