@@ -9,6 +9,7 @@ buffers on both ends keep the bytes in flight (kernel buffers, aiohttp's read bu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import tracemalloc
@@ -50,6 +51,7 @@ class Flood(asyncio.Protocol):
     def __init__(self) -> None:
         self.received = bytearray()
         self.answered = asyncio.Event()  # the server said something or closed
+        self.closed = asyncio.Event()
         self.writable = asyncio.Event()
         self.writable.set()
 
@@ -64,6 +66,7 @@ class Flood(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.answered.set()
+        self.closed.set()
         self.writable.set()
 
     def pause_writing(self) -> None:
@@ -93,7 +96,10 @@ async def attack(port: int, head: bytes, body: Iterator[bytes], end: bytes = b""
         if not flood.answered.is_set() and not transport.is_closing():
             transport.write(end)
         await asyncio.wait_for(flood.answered.wait(), ANSWER_TIMEOUT)
-        await asyncio.sleep(0.2)  # the rest of a short answer (one write on the server side)
+        # The whole answer: a server that leaves a body unread closes after it (checked below); one that read it
+        # all may keep the connection, and has sent its short answer in one write by now.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(flood.closed.wait(), 1.0)
     finally:
         transport.close()
     head_out, _, answer = bytes(flood.received).partition(b"\r\n\r\n")
