@@ -13,6 +13,7 @@ from typing import NamedTuple
 from aiohttp import web
 
 from bridge.config import Config
+from bridge.front import FRONT
 from bridge.http import error_response
 from bridge.keys import SETTINGS
 
@@ -62,6 +63,9 @@ def bearer_error(request: web.Request, tokens: Sequence[str], api: str, label: s
         # The token itself is never logged: a near-miss is usually a real secret with a typo.
         log.warning("%s: rejected token from %s for %s %s", label, request.remote, request.method, request.path)
         return error_response(403, "invalid token", "Authorization")
+    front = request.app.get(FRONT)
+    if front is not None:
+        front.accept(request)  # a valid token: not charged to the rate limit unless the answer is an error
     return None
 
 

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from bridge.body import body_unread
 from bridge.config import Config
 from bridge.http import ApiError, error_response
 from bridge.ratelimit import RateLimiter, request_client, too_many
@@ -22,10 +23,10 @@ METRICS_PATH = "/metrics"  # admin-side too when [http] metrics = "admin"
 # Probes poll on a schedule and get a few hundred bytes. /metrics is charged: a scraper's one request per
 # interval never nears the limit, while an exempt 77 KB answer would let one client pull unbounded bytes.
 EXEMPT = frozenset({"/healthz"})
-# These carry their own token: only rejected attempts are charged, so a Nagios pushing hundreds of
-# results a second or a script posting incident updates is never throttled, while token guessing is.
+# These carry their own token: every request is charged except an accepted one (a valid token and a stored
+# submission or a successful admin action), so a Nagios pushing hundreds of results a second or a script posting
+# incident updates is never throttled, while token guessing, NRDP's hello and 404/405s under these paths are.
 TOKEN_PREFIXES = ("/api/v1/check-results", "/nrdp", ADMIN_PREFIX)
-DENIED = frozenset({401, 403})
 _WILDCARDS = ("0.0.0.0", "::", "")
 
 
@@ -98,6 +99,12 @@ class Front:
         self.inflight, self.listeners, self.limiter, self.live = inflight, listeners, limiter, live
         self.catch_all: web.AbstractResource | None = None
         self.config: Config | None = None  # the configuration the limiter was last set from
+        self._accepted: set[int] = set()  # id() of requests in flight that a handler accepted (see accept())
+
+    def accept(self, request: web.BaseRequest) -> None:
+        """Mark a request as accepted with a valid token: the rate limit does not charge it if it answers < 400."""
+        # Not the status code: NRDP answers 200 to every request, refused ones included.
+        self._accepted.add(id(request))
 
     def _configure(self, config: Config) -> None:
         """Take the limits of a new configuration (the first request after a reload sees them)."""
@@ -109,7 +116,7 @@ class Front:
         return is_admin_path(path) or (path == METRICS_PATH and self.live.config.metrics == "admin")
 
     def _admit(self, request: web.Request) -> tuple[float, object]:
-        """Seconds the request must wait (0: go on) and the bucket to charge if it is rejected; 404 off its listener."""
+        """Seconds the request must wait (0: go on) and the bucket to charge unless it is accepted; 404 off its listener."""
         listeners, limiter = self.listeners, self.limiter
         path = request.path
         on_admin = listeners.on_admin(request) if listeners.admin else False
@@ -120,7 +127,7 @@ class Front:
             return 0.0, None
         client = request_client(request, self.live.config.trusted_proxies)
         if path.startswith(TOKEN_PREFIXES):
-            # Carries its own token: charged only when rejected (below), but refused while over the limit.
+            # Carries its own token: charged unless accepted (below), but refused while over the limit.
             charge = ("token", client)
             if wait := limiter.wait(charge):
                 limiter.limited_total += 1
@@ -134,12 +141,12 @@ class Front:
         async def gated(request: web.Request) -> web.StreamResponse:
             """Gate the request (404 off its listener, 429 over its limit), run it, turn any error into the JSON shape."""
             inflight.count += 1
-            charge: object = None  # a token-carrying request's bucket key, charged only when it is rejected
+            charge: object = None  # a token-carrying request's bucket key, charged unless it is accepted
+            wait = 0.0
             try:
                 try:
                     if live.config is not self.config:
                         self._configure(live.config)
-                    wait = 0.0
                     # The hot path (a cached feed, no limit, one listener) pays for no further lookups.
                     if listeners.admin or limiter.rate > 0:
                         wait, charge = self._admit(request)
@@ -152,15 +159,24 @@ class Front:
                     resp = error_response(e.status_code, e.reason or "error")
                     if "Allow" in e.headers:
                         resp.headers["Allow"] = e.headers["Allow"]  # a 405 names the methods that would do
+                except ConnectionResetError:
+                    # The client went away while its body was being read: nobody to answer, and no error of ours
+                    # (logged at ERROR with a traceback, every client could write 20 lines at will).
+                    log.debug("client disconnected during %s %s", request.method, request.path)
+                    resp = error_response(400, "client disconnected")
                 except Exception:
                     log.exception("unhandled error for %s %s", request.method, request.path)
                     resp = error_response(500, "internal error")
-                if charge is not None and resp.status in DENIED:
+                if charge is not None and not wait and not (resp.status < 400 and id(request) in self._accepted):
                     limiter.take(charge)
-                if inflight.draining:
-                    resp.force_close()  # "Connection: close": the client reconnects to a new instance
+                if inflight.draining or body_unread(request):
+                    # "Connection: close": a draining daemon's clients reconnect to a new instance, and a body
+                    # still arriving is not read on after its answer (see body_unread).
+                    resp.force_close()
                 return resp
             finally:
+                if self._accepted:
+                    self._accepted.discard(id(request))
                 inflight.count -= 1
                 if not inflight.count and inflight.idle is not None:
                     inflight.idle.set()

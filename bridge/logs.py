@@ -10,6 +10,7 @@ import sys
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TextIO
+from urllib.parse import unquote_plus
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -28,8 +29,10 @@ access_log = logging.getLogger("bridge.access")
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 _PLAIN = re.compile(r"[^\s\"=\\]+")
 _VISIBLE = re.compile(r"[!-~]+")  # printable ASCII without spaces
-# Query parameters that may carry a secret (NRDP accepts its token in the query string).
-_SECRET_PARAMS = re.compile(r"(?i)((?:^|&)(?:token|password|secret)[^=&]*=)[^&]*")
+# Query parameter names that may carry a secret (NRDP accepts its token in the query string), matched anywhere in
+# the decoded name: token, access_token, bearer_token, auth, authorization, api_key, password, secret, ...
+_SECRET_NAME = re.compile(r"token|auth|passw|secret|api.?key|credential", re.IGNORECASE)
+_PAIRS = re.compile(r"([&;])")  # separators: "&", and ";" which some parsers accept too
 
 
 def quote(value: object) -> str:
@@ -110,8 +113,14 @@ class BadRequestFilter(logging.Filter):
 
 
 def redacted_query(query: str) -> str:
-    """The query string with token-like parameter values replaced by ***."""
-    return _SECRET_PARAMS.sub(r"\1***", query)
+    """The raw query string with the value of every parameter whose decoded name looks secret replaced by ***."""
+    # Decoded, as the server decodes it: ?%74oken=SECRET is the token parameter too.
+    parts = _PAIRS.split(query)
+    for i in range(0, len(parts), 2):
+        name, eq, _ = parts[i].partition("=")
+        if eq and _SECRET_NAME.search(unquote_plus(name)):
+            parts[i] = name + "=***"
+    return "".join(parts)
 
 
 class AccessLogger(AbstractAccessLogger):

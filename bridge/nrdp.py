@@ -27,6 +27,7 @@ PRODUCT = "status-bridge"
 # NRDP's precedence (grab_json/grab_xml): json over jsondata over the legacy JSONDATA, likewise for xml.
 JSON_FIELDS = ("json", "jsondata", "JSONDATA")
 XML_FIELDS = ("xml", "xmldata", "XMLDATA")
+TYPE_XML, TYPE_JSON = "TYPE_XML", "TYPE_JSON"  # NRDP's output types, compared exactly as NRDP does
 XML_TYPE = "text/xml; charset=utf-8"
 JSON_TYPE = "application/json; charset=utf-8"
 _ESCAPED = re.compile(r"\\([\\n])")
@@ -36,43 +37,56 @@ Record = dict[str, Any]
 
 
 class NrdpError(Exception):
-    """A request NRDP would refuse: HTTP status, NRDP's message constant, our message and field."""
+    """A request NRDP refuses: NRDP's message constant and our explanation (its "information")."""
 
-    def __init__(self, status: int, nrdp_message: str, message: str, field: str | None = None, detail: bool = True):
+    def __init__(self, nrdp_message: str, message: str, detail: bool = True) -> None:
         super().__init__(message)
-        self.status, self.nrdp_message, self.message, self.field = status, nrdp_message, message, field
-        self.detail = detail  # add NRDP's "information" member (NRDP does so for bad input only)
+        self.nrdp_message, self.message = nrdp_message, message
+        self.detail = detail  # add NRDP's "information" member (NRDP does so for bad data only)
 
 
-def _grab(form: Mapping[str, str], names: tuple[str, ...]) -> str:
-    """The first non-empty field of names, in NRDP's precedence; "" when none."""
+def php_empty(value: str) -> bool:
+    """PHP's empty() for a request string: "" and "0" are empty."""
+    return value in ("", "0")
+
+
+def grab(form: Mapping[str, str], names: tuple[str, ...]) -> str:
+    """NRDP's grab_json()/grab_xml(): the first of names that is present at all (even empty), else ""."""
     for name in names:
-        value = form.get(name, "")
-        if value.strip():
-            return value
+        if name in form:
+            return form[name]
     return ""
 
 
-def answers_xml(form: Mapping[str, str]) -> bool:
-    """NRDP's output_type(): an explicit output_type, else XML when xml data was posted, JSON for json, else XML."""
-    explicit = form.get("output_type", "").strip()
-    if explicit:
-        # NRDP compares against its constant TYPE_JSON; anything else falls back to XML.
-        return explicit.upper() not in ("TYPE_JSON", "JSON")
-    if _grab(form, XML_FIELDS):
-        return True
-    return not _grab(form, JSON_FIELDS)
+def output_type(form: Mapping[str, str]) -> str:
+    """NRDP's output_type(): a non-empty output_type field as given, else TYPE_XML when xml data came, TYPE_JSON
+    for json data, else TYPE_XML."""
+    explicit = form.get("output_type", "")
+    if not php_empty(explicit):
+        return explicit
+    if not php_empty(grab(form, XML_FIELDS)):
+        return TYPE_XML
+    return TYPE_JSON if not php_empty(grab(form, JSON_FIELDS)) else TYPE_XML
+
+
+def answers_json(form: Mapping[str, str]) -> bool:
+    """NRDP answers in JSON only for output type TYPE_JSON (exactly); anything else gets XML."""
+    return output_type(form) == TYPE_JSON
 
 
 def parse_submission(form: Mapping[str, str], now: float) -> tuple[list[Result], list[ItemError]]:
-    """cmd=submitcheck's payload (xml wins over json, as in NRDP) -> valid results and per-item errors."""
-    xml, js = _grab(form, XML_FIELDS), _grab(form, JSON_FIELDS)
-    if xml:
+    """cmd=submitcheck's payload, read as output_type() says (so xml wins over json unless TYPE_JSON is asked for)
+    -> valid results and per-item errors."""
+    kind = output_type(form)
+    if kind == TYPE_XML:
+        xml = grab(form, XML_FIELDS)
+        if php_empty(xml):  # NRDP parses the empty string as XML and fails the same way
+            raise NrdpError("BAD XML", "no check results: send them in an xml field (or json, with output_type=TYPE_JSON)")
         records = records_from_xml(xml)
-    elif js:
-        records = records_from_json(js)
+    elif kind == TYPE_JSON:
+        records = records_from_json(grab(form, JSON_FIELDS))
     else:
-        raise NrdpError(400, "NO DATA", "submitcheck needs check results in a json or xml field", "json")
+        raise NrdpError("NO DATA", f"output_type must be {TYPE_XML} or {TYPE_JSON}: no check results were read")
     return collect(records, to_result, now)
 
 
@@ -81,10 +95,10 @@ def records_from_json(text: str) -> list[Record]:
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError) as e:
-        raise NrdpError(400, "BAD JSON", f"invalid JSON: {str(e)[:200]}", "json") from None
+        raise NrdpError("BAD JSON", f"invalid JSON: {str(e)[:200]}") from None
     items = doc.get("checkresults") if isinstance(doc, dict) else None
     if not isinstance(items, list):
-        raise NrdpError(400, "BAD JSON", 'expected {"checkresults": [...]}', "json.checkresults")
+        raise NrdpError("BAD JSON", 'expected {"checkresults": [...]}')
     records: list[Record] = []
     for item in items:
         if not isinstance(item, dict):
@@ -102,11 +116,11 @@ def records_from_xml(text: str) -> list[Record]:
         # No DTD at all: NRDP clients never send one, and entities are how XML bombs work.
         root = SafeET.fromstring(text, forbid_dtd=True)
     except DefusedXmlException:
-        raise NrdpError(400, "BAD XML", "XML with a DTD or entity declarations is not accepted", "xml") from None
+        raise NrdpError("BAD XML", "XML with a DTD or entity declarations is not accepted") from None
     except (ParseError, ValueError) as e:
-        raise NrdpError(400, "BAD XML", f"invalid XML: {str(e)[:200]}", "xml") from None
+        raise NrdpError("BAD XML", f"invalid XML: {str(e)[:200]}") from None
     if root.tag != "checkresults":
-        raise NrdpError(400, "BAD XML", f"root element must be <checkresults>, not <{root.tag[:40]}>", "xml")
+        raise NrdpError("BAD XML", f"root element must be <checkresults>, not <{root.tag[:40]}>")
     return [_xml_record(cr) for cr in root.findall("checkresult")]
 
 
@@ -146,12 +160,15 @@ def _strip(value: object) -> object:
 
 
 def _state(value: object, is_host: bool, field: str) -> int:
-    """NRDP sends states as strings ("1") or numbers."""
+    """NRDP sends states as strings ("1", " 2 ", "0002") or numbers: the whole number, then range-checked."""
     if isinstance(value, str):
         text = value.strip()
+        top, digits = 2 if is_host else 3, text.lstrip("0") or "0"
         if not text.isdigit() or not text.isascii():
-            raise InputError(field, f"must be an integer 0-{2 if is_host else 3} (got {text[:20]!r})")
-        value = int(text[:3])
+            raise InputError(field, f"must be an integer 0-{top} (got {text[:20]!r})")
+        if len(digits) > 18:  # out of range whatever it is: int() of a huge one would only cost time
+            raise InputError(field, f"must be an integer 0-{top} (got a {len(digits)}-digit number)")
+        value = int(digits)
     return check_state(value, is_host, field)
 
 
@@ -165,15 +182,11 @@ def hello() -> dict[str, Any]:
     return {"response": {"status": 0, "message": "OK", "product": PRODUCT, "version": __version__}}
 
 
-def processed(count: int, xml: bool, errors: list[ItemError]) -> dict[str, Any]:
-    """submitcheck's answer; NRDP's XML says "N checks processed." and its JSON omits the period."""
-    body: dict[str, Any] = {
-        "result": {"status": 0, "message": "OK", "meta": {"output": f"{count} checks processed{'.' if xml else ''}"}}
-    }
-    if errors and xml:
+def processed(count: int, errors: list[ItemError]) -> dict[str, Any]:
+    """submitcheck's answer, "N checks processed" as NRDP 2.x says it; rejected items named in "information"."""
+    body: dict[str, Any] = {"result": {"status": 0, "message": "OK", "meta": {"output": f"{count} checks processed"}}}
+    if errors:
         body["result"]["information"] = rejected_summary(errors)
-    elif errors:
-        body["errors"] = [e._asdict() for e in errors]
     return body
 
 
@@ -183,24 +196,19 @@ def rejected_summary(errors: list[ItemError]) -> str:
     return f"{len(errors)} check results rejected: {shown}" + ("; ..." if len(errors) > 5 else "")
 
 
-def error_body(err: NrdpError, xml: bool) -> dict[str, Any]:
-    """NRDP's {"result": {"status": -1, "message": ...}}, plus our error member in JSON answers."""
+def error_body(err: NrdpError) -> dict[str, Any]:
+    """NRDP's handle_api_error() body: {"result": {"status": -1, "message": ..., "information": ...}}."""
     result: dict[str, Any] = {"status": -1, "message": err.nrdp_message}
     if err.detail:
         result["information"] = err.message
-    body: dict[str, Any] = {"result": result}
-    if not xml:
-        ours: dict[str, Any] = {"status": err.status, "message": err.message}
-        if err.field is not None:
-            ours["field"] = err.field
-        body["error"] = ours
-    return body
+    return {"result": result}
 
 
-def render(body: dict[str, Any], xml: bool) -> tuple[bytes, str]:
-    """(bytes, content type) as NRDP's output_response() writes them."""
-    if not xml:
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(), JSON_TYPE
+def render(body: dict[str, Any], json_answer: bool, pretty: bool = False) -> tuple[bytes, str]:
+    """(bytes, content type) as NRDP's output_response() writes them (pretty: PHP's JSON_PRETTY_PRINT)."""
+    if json_answer:
+        text = json.dumps(body, ensure_ascii=False, indent=4 if pretty else None, separators=None if pretty else (",", ":"))
+        return text.encode(), JSON_TYPE
     return ('<?xml version="1.0" encoding="utf-8"?>\n' + _xml(body, 0)).encode(), XML_TYPE
 
 

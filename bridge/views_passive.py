@@ -8,19 +8,20 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from urllib.parse import unquote_to_bytes
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from bridge import nrdp
 from bridge.admin_input import InputError
 from bridge.auth import bearer_error, token_ok
-from bridge.front import route
+from bridge.body import TooLarge, read_capped
+from bridge.front import FRONT, route
 from bridge.http import ApiError
 from bridge.keys import LIVE, REGISTRY, SETTINGS
 from bridge.live import Live
 from bridge.merge import SourceView
 from bridge.metrics import PassiveCollector
+from bridge.nrdp_form import query_fields, read_fields
 from bridge.passive import ERRORS_MAX, PassiveStore, Result, parse_batch
 from bridge.tasks import cancel_and_wait
 
@@ -28,10 +29,6 @@ log = logging.getLogger("bridge.passive")
 
 MIN_GAP = 0.15  # at most one snapshot rebuild per this many seconds, however fast results arrive
 REFRESH = 5.0  # re-check per-check staleness this often when no results arrive
-
-
-class TooLarge(Exception):
-    """The request body exceeds the configured limit."""
 
 
 class PassiveHub:
@@ -93,74 +90,6 @@ class PassiveHub:
 PASSIVE = web.AppKey("passive", PassiveHub)
 
 
-async def read_capped(request: web.Request, limit: int) -> bytes:
-    """The whole body, raising TooLarge past limit (also for chunked bodies without Content-Length)."""
-    if request.content_length is not None and request.content_length > limit:
-        raise TooLarge
-    chunks, size = [], 0
-    while chunk := await request.content.read(limit + 1 - size):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge
-    return b"".join(chunks)
-
-
-async def read_form(request: web.Request, limit: int) -> dict[str, str]:
-    """URL-encoded or multipart form fields (the last of a repeated name wins, as in PHP); no temp files."""
-    if not request.content_type.startswith("multipart/"):
-        return parse_urlencoded(await read_capped(request, limit))
-    if request.content_length is not None and request.content_length > limit:
-        raise TooLarge
-    try:
-        return await _read_multipart(request, limit)
-    except (TooLarge, nrdp.NrdpError):
-        raise
-    except Exception as e:  # aiohttp's parser raises ValueError, AssertionError, ... on malformed bodies
-        raise nrdp.NrdpError(400, "BAD DATA", f"malformed multipart body: {str(e)[:200]}", "body") from None
-
-
-async def _read_multipart(request: web.Request, limit: int) -> dict[str, str]:
-    """Multipart fields read into memory under limit (aiohttp's post() would spool files to disk)."""
-    fields, size = {}, 0
-    async for part in await request.multipart():
-        if not isinstance(part, BodyPartReader) or not part.name:
-            raise nrdp.NrdpError(400, "BAD DATA", "multipart body must hold plain named form fields", "body")
-        chunks = []
-        while chunk := await part.read_chunk():
-            size += len(chunk)
-            if size > limit:
-                raise TooLarge
-            chunks.append(chunk)
-        fields[part.name] = b"".join(chunks).decode("utf-8", "replace")
-    return fields
-
-
-def parse_urlencoded(raw: bytes) -> dict[str, str]:
-    """application/x-www-form-urlencoded fields; the last of a repeated name wins, as in PHP."""
-    # send_nrdp.sh posts its XML with `curl -d` unencoded: raw spaces, quotes and newlines must survive.
-    fields = {}
-    for pair in raw.split(b"&"):
-        if pair:
-            name, _, value = pair.partition(b"=")
-            fields[unquote(name).decode("utf-8", "replace")] = unquote(value).decode("utf-8", "replace")
-    return fields
-
-
-def unquote(part: bytes) -> bytes:
-    """Percent- and plus-decoding of one form-encoded name or value, as urllib's unquote_to_bytes does."""
-    part = part.replace(b"+", b" ")
-    if b"%" not in part:
-        return part
-    # unquote_to_bytes loops in Python per escape: 1.4 ms for a 20 KB NRDP json field, most of a request.
-    # As \xHH escapes (backslashes doubled first) the unicode_escape codec decodes them in C, 10x faster;
-    # latin-1 maps its code points 0-255 back to the same bytes.
-    try:
-        return part.replace(b"\\", b"\\\\").replace(b"%", b"\\x").decode("unicode_escape").encode("latin-1")
-    except UnicodeDecodeError:  # a "%" without two hex digits: urllib keeps it literally
-        return unquote_to_bytes(part)
-
-
 async def check_results(request: web.Request) -> web.Response:
     """POST /api/v1/check-results: {"results": [...]} with a bearer token -> accepted/ignored/errors."""
     live, hub = request.app[LIVE], request.app[PASSIVE]
@@ -198,56 +127,83 @@ def _no_constant(name: str) -> object:
 
 
 async def nrdp_endpoint(request: web.Request) -> web.Response:
-    """POST /nrdp/: NRDP's cmd=hello and cmd=submitcheck (json/xml), answered in NRDP's shape."""
-    form = dict(request.query)  # NRDP reads GET and POST fields alike; POST wins
-    xml = nrdp.answers_xml(form)
+    """/nrdp/ as NRDP 2.x answers it: HTTP 200 whatever happened, the outcome in NRDP's XML or JSON body."""
+    form = query_fields(request)  # NRDP reads GET and POST fields alike; POST wins
+    complete = request.method != "POST"  # all fields known (NRDP reads no body but a POST's)
     try:
-        if request.method == "POST":
-            limit = request.app[LIVE].config.passive_max_body
-            try:
-                form.update(await read_form(request, limit))
-            except TooLarge:
-                raise nrdp.NrdpError(413, "REQUEST TOO LARGE", f"request body larger than {limit} bytes", "body") from None
-            xml = nrdp.answers_xml(form)
         if not request.app[LIVE].config.passive_enabled:
-            raise nrdp.NrdpError(403, "NOT ENABLED", "passive endpoints disabled", detail=False)
-        body, status = _nrdp_command(request, form, xml)
+            raise nrdp.NrdpError("NOT ENABLED", "passive endpoints disabled", detail=False)
+        if not complete:
+            await _read_body(request, form)
+            complete = True
+        body = _nrdp_command(request, form)
     except nrdp.NrdpError as e:
-        body, status = nrdp.error_body(e, xml), e.status
-    data, ctype = nrdp.render(body, xml)
-    return web.Response(body=data, status=status, headers={"Content-Type": ctype, "Cache-Control": "no-store"})
+        body = nrdp.error_body(e)
+    # Refused before the body was read, the fields that choose the format may never have come: a client that
+    # accepts JSON (and not XML) gets JSON then.
+    json_answer = nrdp.answers_json(form) or (not complete and _wants_json(request.headers.get("Accept", "")))
+    data, ctype = nrdp.render(body, json_answer, not nrdp.php_empty(form.get("pretty", "")))
+    return web.Response(body=data, headers={"Content-Type": ctype, "Cache-Control": "no-store"})
 
 
-def _nrdp_command(request: web.Request, form: dict[str, str], xml: bool) -> tuple[dict[str, object], int]:
+def _wants_json(accept: str) -> bool:
+    """True when an Accept header names JSON but no XML."""
+    accept = accept.lower()
+    return "json" in accept and "xml" not in accept
+
+
+async def _read_body(request: web.Request, form: dict[str, str]) -> None:
+    """Add the body's fields to form; a token (in the query or the body) is checked as soon as it is known, so a
+    refused client never gets the rest of its body read."""
+
+    def check(token: str) -> None:
+        """Refuse a bad token at once (an empty one is only known to be missing at the end)."""
+        if token.strip():
+            _nrdp_token(request, token.strip())
+
+    def on_field(name: str, value: str) -> None:
+        """Keep each field as it completes (so a refusal is answered in the format known so far)."""
+        form[name] = value
+        if name == "token":
+            check(value)
+
+    check(form.get("token", ""))
+    limit = request.app[LIVE].config.passive_max_body
+    try:
+        await read_fields(request, limit, on_field)
+    except TooLarge:
+        raise nrdp.NrdpError("REQUEST TOO LARGE", f"request body larger than {limit} bytes") from None
+
+
+def _nrdp_command(request: web.Request, form: dict[str, str]) -> dict[str, object]:
     """Route cmd as NRDP does: hello needs no token, everything else does."""
     cmd = form.get("cmd", "").strip().lower()
     if cmd == "hello":
-        return nrdp.hello(), 200
+        return nrdp.hello()
     _nrdp_token(request, form.get("token", "").strip())
-    if request.method != "POST":
-        raise nrdp.NrdpError(405, "NO REQUEST HANDLER", f"cmd={cmd or '(none)'} needs POST", "cmd")
-    if cmd == "submitcmd":
-        raise nrdp.NrdpError(403, "COMMANDS DISABLED", "external commands are not accepted, only check results", "cmd")
+    if cmd in ("submitcmd", "submitrawcmd"):
+        raise nrdp.NrdpError("COMMANDS DISABLED", "external commands are not accepted, only check results", detail=False)
     if cmd != "submitcheck":
-        raise nrdp.NrdpError(400, "NO COMMAND" if not cmd else "NO REQUEST HANDLER", "cmd must be submitcheck or hello", "cmd")
+        raise nrdp.NrdpError("NO COMMAND" if not cmd else "NO REQUEST HANDLER", "cmd must be submitcheck or hello")
     hub = request.app[PASSIVE]
     results, errors = nrdp.parse_submission(form, hub.live.clock())
     accepted, ignored = hub.submit(results, len(errors))
     if errors and not results:
-        raise nrdp.NrdpError(422, "BAD DATA", nrdp.rejected_summary(errors), errors[0].field)
-    return nrdp.processed(accepted + ignored, xml, errors[:ERRORS_MAX]), 200
+        raise nrdp.NrdpError("BAD DATA", nrdp.rejected_summary(errors))
+    request.app[FRONT].accept(request)  # a valid token and a processed submission: not charged to the rate limit
+    return nrdp.processed(accepted + ignored, errors[:ERRORS_MAX])
 
 
 def _nrdp_token(request: web.Request, given: str) -> None:
     """NRDP's check_token(): NO TOKEN, NO TOKENS (none configured) or BAD TOKEN; the token is never logged."""
+    if not given:
+        raise nrdp.NrdpError("NO TOKEN", "token field required", detail=False)
     tokens = request.app[SETTINGS].push_tokens
     if not tokens:
-        raise nrdp.NrdpError(403, "NO TOKENS", "passive push disabled: no tokens configured", "token", detail=False)
-    if not given:
-        raise nrdp.NrdpError(401, "NO TOKEN", "token field required", "token", detail=False)
+        raise nrdp.NrdpError("NO TOKENS", "passive push disabled: no tokens configured", detail=False)
     if not token_ok(given, tokens):
         log.warning("nrdp: rejected token from %s", request.remote)
-        raise nrdp.NrdpError(403, "BAD TOKEN", "invalid token", "token", detail=False)
+        raise nrdp.NrdpError("BAD TOKEN", "invalid token", detail=False)
 
 
 async def _passive_ctx(app: web.Application) -> AsyncIterator[None]:

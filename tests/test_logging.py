@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from yarl import URL
 
 from bridge.app import make_app
 from bridge.cli import build_parser
@@ -130,6 +131,48 @@ async def test_access_log_is_opt_in_and_never_shows_tokens(caplog: pytest.LogCap
     assert "GET /nrdp/?cmd=submitcheck&token=*** status=" in text
     # The client behind the trusted loopback proxy, not the proxy.
     assert re.search(r"GET /api/services.json status=200 bytes=\d+ client=198.51.100.3 seconds=", text)
+
+
+# Every spelling under which a secret may sit in a query string: the name as the server decodes it decides.
+SECRET_NAMES = ["token", "TOKEN", "%74oken", "To%6Ben", "%54%4F%4B%45%4E", "access_token", "Access_Token", "auth", "AUTH",
+                "%61uth", "bearer_token", "authorization", "Authorization", "api_key", "API_KEY", "api%5Fkey", "apikey",
+                "password", "secret", "tokens[]", "+token"]  # fmt: skip
+
+
+def test_redacted_query_goes_by_the_decoded_name() -> None:
+    for name in SECRET_NAMES:
+        assert redacted_query(f"cmd=hello&{name}=s3cr3t&x=1") == f"cmd=hello&{name}=***&x=1", name
+    assert redacted_query("cmd=hello;token=s3cr3t") == "cmd=hello;token=***"  # some parsers split at ";" too
+    assert redacted_query("token=a%26b&cmd=x") == "token=***&cmd=x"
+    assert redacted_query("cmd=submitcheck&XMLDATA=%3Cx%3E&output_type=TYPE_JSON") == "cmd=submitcheck&XMLDATA=%3Cx%3E&output_type=TYPE_JSON"
+
+
+async def test_access_log_hides_every_spelling_of_a_secret_parameter(caplog: pytest.LogCaptureFixture) -> None:
+    """The app's access logger, real requests: no value of a secret-named parameter, however spelt, reaches the log
+    (the issue's case: POST /nrdp/?%74oken=<push token> is accepted by NRDP's token check and used to be logged)."""
+    push = "push-token-Hx81"
+    settings = Settings(web_config(rate_limit=0.0), watch=False, push_tokens=(push,), admin_tokens=("admin-token-Kq20",))
+    server = TestServer(make_app(settings), host="127.0.0.1")
+    await server.start_server(access_log_class=AccessLogger, access_log=access_log)
+    secrets = [f"secret-{i}-Zz" for i in range(len(SECRET_NAMES))]
+    try:
+        with caplog.at_level(logging.INFO, logger="bridge.access"):
+            async with aiohttp.ClientSession() as session:
+                # encoded=True: sent as written (yarl would otherwise normalise %74 to "t").
+                url = URL(f"{server.make_url('/nrdp/')}?%74oken={push}&cmd=submitcheck", encoded=True)
+                async with session.post(url, data={"xml": "<checkresults/>"}) as resp:
+                    assert "<status>0</status>" in await resp.text()  # the encoded name is the token: accepted
+                for name, secret in zip(SECRET_NAMES, secrets):
+                    for path in ("/nrdp/", "/api/services.json", "/nope"):
+                        async with session.get(URL(f"{server.make_url(path)}?cmd=hello&{name}={secret}", encoded=True)) as resp:
+                            await resp.read()
+    finally:
+        await server.close()
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "bridge.access")
+    assert text.count("\n") >= 3 * len(SECRET_NAMES), text  # every request was logged
+    for secret in [push, *secrets]:
+        assert secret not in text, f"{secret} leaked: " + next(line for line in text.splitlines() if secret in line)
+    assert "POST /nrdp/?%74oken=***&cmd=submitcheck status=200" in text
 
 
 def test_malformed_requests_do_not_flood_the_log(tmp_path: Path) -> None:

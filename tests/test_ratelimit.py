@@ -175,6 +175,50 @@ async def test_admin_requests_with_a_good_token_are_never_limited(server: TestSe
         assert (await _get(session, str(server.make_url("/api/services.json"))))[0] == 200
 
 
+UNACCEPTED = [
+    ("POST", "/nrdp/?cmd=hello", 200),  # NRDP's hello needs no token: never an accepted submission
+    ("GET", "/nrdp/?cmd=hello", 200),
+    ("GET", "/nrdp/?cmd=submitcheck&token=guess", 200),  # NRDP answers BAD TOKEN with HTTP 200
+    ("GET", "/api/v1/check-results", 405),
+    ("GET", "/api/v1/admin/x", 404),
+    ("POST", "/api/v1/admin/x", 404),
+]
+
+
+@pytest.mark.parametrize("method, path, status", UNACCEPTED, ids=[f"{m} {p}" for m, p, _ in UNACCEPTED])
+async def test_token_paths_charge_every_request_that_is_not_accepted(server: TestServer, method: str, path: str,
+                                                                     status: int) -> None:  # fmt: skip
+    """Not only 401/403: hello, NRDP's HTTP-200 refusals, 404 and 405 under the token paths use up the bucket."""
+    async with aiohttp.ClientSession() as session:
+        got = []
+        for _ in range(22):
+            async with session.request(method, str(server.make_url(path))) as resp:
+                await resp.read()
+                got.append(resp.status)
+    assert got == [status] * 20 + [429] * 2
+
+
+NRDP_JSON = json.dumps({"checkresults": [{"checkresult": {"type": "service"}, "hostname": "h", "servicename": "s",
+                                          "state": "0", "output": "OK"}]})  # fmt: skip
+
+
+async def test_nrdp_submissions_with_a_good_token_are_never_limited(server: TestServer) -> None:
+    """A Nagios sending NRDP results (POST, or GET as send_nrdp.py does) is never throttled; token guesses are."""
+    url = str(server.make_url("/nrdp/"))
+    good = {"token": "push-ok", "cmd": "submitcheck", "json": NRDP_JSON}
+    async with aiohttp.ClientSession() as session:
+        for i in range(30):
+            request = session.post(url, data=good) if i % 2 else session.get(url, params=good)
+            async with request as resp:
+                assert resp.status == 200 and (await resp.json())["result"]["status"] == 0
+        answers = []
+        for _ in range(22):
+            async with session.post(url, data={**good, "token": "guess"}) as resp:
+                answers.append((resp.status, await resp.text()))
+    assert [s for s, _ in answers] == [200] * 20 + [429] * 2
+    assert all("<message>BAD TOKEN</message>" in text for _, text in answers[:20])  # refused before the json field
+
+
 async def test_rate_limit_zero_turns_it_off() -> None:
     async with TestServer(make_app(config("rate_limit = 0\nburst = 1")), host="127.0.0.1") as srv, aiohttp.ClientSession() as session:
         answers = await asyncio.gather(*(_get(session, str(srv.make_url("/api/services.json"))) for _ in range(30)))
