@@ -104,7 +104,7 @@ def parse_time(value: object, field: str) -> float:
                 raise InputError(field, "is out of range") from None
     epoch = float(value)
     if not math.isfinite(epoch) or not 0 <= epoch <= EPOCH_MAX:
-        raise InputError(field, "must be between 1970 and 9999")
+        raise InputError(field, "must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z")
     return epoch
 
 

@@ -28,6 +28,7 @@ from bridge.metrics import SnapshotCollector, make_registry
 from bridge.ratelimit import LimiterCollector, RateLimiter
 from bridge.reload import SOURCES, Sources, sources_ctx
 from bridge.schedule import SCHEDULER, Scheduler, scheduler_ctx
+from bridge.server import on_prepare
 from bridge.settings import Settings
 from bridge.source_metrics import IcingaCollector, SourceCollector
 from bridge.storage import list_notices, list_overrides
@@ -49,6 +50,7 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
 
     inflight = InFlight()  # a graceful stop waits for the requests it counts
     app = web.Application()
+    app.on_response_prepare.append(on_prepare)  # nosniff and a versionless Server header on every answer
     app[FRONT] = Front(inflight, listeners, limiter, live)  # every route is registered behind it
     app[INFLIGHT] = inflight
     app[SETTINGS] = settings

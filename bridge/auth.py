@@ -21,6 +21,7 @@ log = logging.getLogger("bridge.auth")
 
 ADMIN_TOKENS_ENV = "STATUS_BRIDGE_ADMIN_TOKENS"
 PUSH_TOKENS_ENV = "STATUS_BRIDGE_PUSH_TOKENS"
+MIN_TOKEN_CHARS = 16  # shorter tokens get a warning at start and on reload: the rate limit only slows guessing
 
 
 class TokenFileError(Exception):
@@ -37,14 +38,27 @@ class TokenSet(NamedTuple):
     tokens: tuple[str, ...]
     path: Path | None
     too_open: bool
+    what: str = "admin"  # which API they open: admin or push
+    env_var: str = ADMIN_TOKENS_ENV  # where they came from when path is None
+
+    def short_warning(self) -> str | None:
+        """A warning naming where tokens shorter than MIN_TOKEN_CHARS came from (never the tokens), or None."""
+        short = sum(len(t) < MIN_TOKEN_CHARS for t in self.tokens)
+        if not short:
+            return None
+        where = str(self.path) if self.path is not None else f"${self.env_var}"
+        return (f"{short} of {len(self.tokens)} {self.what} tokens in {where} are shorter than {MIN_TOKEN_CHARS} "
+                "characters and could be guessed; use long random ones (openssl rand -hex 32)")  # fmt: skip
 
 
 def token_ok(given: str, tokens: Sequence[str]) -> bool:
     """True when given equals one of tokens; compares against every token so timing reveals nothing."""
     ok = False
-    raw = given.encode()
+    # A header byte that is not UTF-8 arrives as a lone surrogate (and the environment's tokens may hold
+    # some): encoded as they are, they can only ever equal the same bytes, never raise.
+    raw = given.encode("utf-8", "surrogatepass")
     for token in tokens:
-        ok |= hmac.compare_digest(token.encode(), raw)
+        ok |= hmac.compare_digest(token.encode("utf-8", "surrogatepass"), raw)
     return ok
 
 
@@ -90,12 +104,12 @@ def env_tokens(value: str) -> tuple[str, ...]:
 def token_set(path: Path | None, env_var: str, what: str) -> TokenSet:
     """Tokens from path (one per line, # comments), else from $env_var; TokenFileError when path is unreadable."""
     if path is None:
-        return TokenSet(env_tokens(os.environ.get(env_var, "")), None, False)
+        return TokenSet(env_tokens(os.environ.get(env_var, "")), None, False, what, env_var)
     try:
         tokens, too_open = read_token_file(path)
     except (OSError, UnicodeDecodeError) as e:
         raise TokenFileError(what, path, str(e)) from None
-    return TokenSet(tokens, path, too_open)
+    return TokenSet(tokens, path, too_open, what, env_var)
 
 
 def admin_token_set(path: Path | None) -> TokenSet:

@@ -7,6 +7,7 @@ import asyncio
 import atexit
 import dataclasses
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -21,6 +22,7 @@ from bridge.cli_overrides import add_override_commands
 from bridge.config import Config, ConfigError
 from bridge.config_load import load_config, parse_config
 from bridge.logs import setup_logging
+from bridge.sdnotify import under_systemd
 from bridge.settings import Settings, TokenFiles, default_db_path
 
 log = logging.getLogger("bridge.cli")
@@ -60,6 +62,10 @@ def _serve(settings: Settings, listen: tuple[str, int] | None, config_path: Path
 
     config = settings.config
     public = listen or (config.listen_host, config.listen_port)
+    # The unit runs as User=status-bridge; a root process started by hand usually means someone forgot.
+    if os.geteuid() == 0 and not under_systemd():
+        log.warning("running as root outside systemd: a flaw in the bridge would then hold the whole machine; "
+                    "run it as an unprivileged user (the systemd unit uses User=status-bridge)")  # fmt: skip
 
     async def main() -> int:
         """Build the app inside the loop that serves it."""

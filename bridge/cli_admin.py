@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sqlite3
 import sys
 import time
@@ -25,6 +26,8 @@ from bridge.database import open_db, write_transaction
 from bridge.notices import Notice, timeline_state
 from bridge.settings import default_db_path
 from bridge.storage import list_notices
+
+log = logging.getLogger("bridge.cli")
 
 DB_HELP = "SQLite file the daemon uses (default: $STATE_DIRECTORY or /var/lib/status-bridge, status-bridge.db)"
 CONFIG_HELP = "TOML config file, to check component ids against"
@@ -48,6 +51,8 @@ def load_tokens(read: Callable[[], TokenSet]) -> tuple[str, ...]:
         raise SystemExit(2) from None
     if found.too_open:
         print(f"warning: {found.path} is readable by group/others; chmod 600 it", file=sys.stderr)
+    if (short := found.short_warning()) is not None:
+        log.warning("%s", short)
     return found.tokens
 
 

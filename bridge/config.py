@@ -84,6 +84,7 @@ class Config:
     path: Path | None = None
     page_name: str = "Service status"
     page_url: str = ""
+    frame_ancestors: tuple[str, ...] = ()  # CSP sources that may frame the HTML pages; () = none may
     statusdat_path: Path | None = None
     stale_after: float = 180.0
     cache_seconds: int = 60

@@ -22,6 +22,7 @@ from bridge.config import (
 from bridge.configcheck import (
     Checker,
     describe,
+    frame_source_problem,
     join,
     parse_listen,
     page_url_problem,
@@ -32,7 +33,7 @@ from bridge.model import Status
 
 # Allowed keys per table; anything else is reported as a likely typo.
 _SECTION_KEYS = {
-    "page": ("name", "url"),
+    "page": ("name", "url", "frame_ancestors"),
     "nagios": ("status_file", "stale_after"),
     "http": ("listen", "cache_seconds", "admin_listen", "metrics", "rate_limit", "burst", "trusted_proxies"),
     "passive": ("enabled", "tokens_file", "stale_after", "max_body"),
@@ -88,6 +89,7 @@ def parse_config(text: str, path: Path | None = None) -> Config:
         path=path,
         page_name=ck.string(page, "name", "page", Config.page_name, nonempty=True),
         page_url=page_url,
+        frame_ancestors=_frame_ancestors(ck, page),
         statusdat_path=_status_file(ck, nagios, path),
         stale_after=ck.number(nagios, "stale_after", "nagios", Config.stale_after, 0),
         cache_seconds=ck.integer(http, "cache_seconds", "http", Config.cache_seconds, 0),
@@ -112,6 +114,19 @@ def parse_config(text: str, path: Path | None = None) -> Config:
     if ck.problems:
         raise ConfigError(ck.problems)
     return config
+
+
+def _frame_ancestors(ck: Checker, page: dict[str, Any]) -> tuple[str, ...]:
+    """page.frame_ancestors: the sites that may show the page in a frame; none (the default) forbids every frame."""
+    value = page.get("frame_ancestors", [])
+    if not isinstance(value, list):
+        example = "['https://intranet.example.org']"
+        ck.problem("page.frame_ancestors", f"must be an array of sources such as {example} (got {describe(value)})")
+        return ()
+    for i, item in enumerate(value):
+        if (reason := frame_source_problem(item)) is not None:
+            ck.problem(join("page.frame_ancestors", i), reason)
+    return tuple(value)
 
 
 def _admin_listen(ck: Checker, http: dict[str, Any], public: tuple[str, int] | str) -> tuple[str, int] | None:

@@ -14,6 +14,13 @@ from urllib.parse import urlsplit
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+# One CSP frame-ancestors source: 'self', a scheme ("https:") or [scheme://]host[:port][/path], host "*" or "*.x".
+# The path may not hold ';', ',', quotes or spaces: those would end the directive, or the header, early.
+_FRAME_SOURCE_RE = re.compile(
+    r"'self'|[a-z][a-z0-9+.-]*:|(?:[a-z][a-z0-9+.-]*://)?(?:\*|(?:\*\.)?[a-z0-9-]+(?:\.[a-z0-9-]+)*)"
+    r"(?::(?:[0-9]{1,5}|\*))?(?:/[A-Za-z0-9._~!$&()*+=:@%/-]*)?",
+    re.IGNORECASE,
+)
 _TOML_POS_RE = re.compile(r"^(?P<msg>.*) \((?P<pos>at line (?P<line>\d+), column (?P<col>\d+)|at end of document)\)$")
 
 _MISSING = object()
@@ -101,6 +108,17 @@ def page_url_problem(text: str) -> str | None:
         return f"must not have a query or fragment: notice links are appended to its path (got {text!r})"
     if parts.username is not None:
         return "must not hold a user name or password: it is published in every feed"
+    return None
+
+
+def frame_source_problem(text: object) -> str | None:
+    """Reason a page.frame_ancestors entry is not one CSP source (e.g. https://intranet.example.org), or None."""
+    if not isinstance(text, str):
+        return f"must be a string such as 'https://intranet.example.org' (got {describe(text)})"
+    if text.strip().lower() == "'none'":
+        return "'none' is the default: leave frame_ancestors out (or []) to forbid every frame"
+    if not text.isascii() or not _FRAME_SOURCE_RE.fullmatch(text):
+        return f"not a CSP source ('self', https:, or [scheme://]host[:port][/path]; got {text!r})"
     return None
 
 

@@ -16,6 +16,7 @@ from bridge.keys import LIVE
 from bridge.logs import AccessLogger, access_log
 from bridge.reload import reload_config
 from bridge.sdnotify import Notifier
+from bridge.server import BridgeRunner
 
 log = logging.getLogger("bridge.daemon")
 
@@ -109,10 +110,10 @@ class Daemon:
             loop.add_signal_handler(sig, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.hangup)
         if access:
-            runner = web.AppRunner(self.app, access_log_class=AccessLogger, access_log=access_log,
-                                   shutdown_timeout=CUT_OFF)  # fmt: skip
+            runner = BridgeRunner(self.app, access_log_class=AccessLogger, access_log=access_log,
+                                  shutdown_timeout=CUT_OFF)  # fmt: skip
         else:  # no per-request lines: the state changes are what the journal is for
-            runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=CUT_OFF)
+            runner = BridgeRunner(self.app, access_log=None, shutdown_timeout=CUT_OFF)
         watchdog = asyncio.create_task(self.notifier.watchdog(lambda: status_line(self.app, self.where)))
         self.notifier.status("starting: loading monitoring data")
         try:

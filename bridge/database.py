@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+log = logging.getLogger("bridge.database")
+
 migrations = Migrations("status-bridge")
 # Seconds a connection waits for another writer's lock (the CLI, a second daemon) before "database is locked".
 BUSY_TIMEOUT = 10.0
+# Notices not yet published and the private reasons of overrides: for the service user only. The README has
+# the CLI run as that user too, so no group needs the file (and SQLite gives its -wal and -shm the same mode).
+FILE_MODE = 0o600
 
 
 @migrations()
@@ -87,10 +95,31 @@ def m003_override_message(db: Database) -> None:
     db["overrides"].transform(not_null={"reason": False})
 
 
+def create_private(path: Path) -> None:
+    """Create the database file 0600 whatever the umask (SQLite gives -wal and -shm its mode); an existing file is
+    left as it is, with a warning for each of the three that anyone may read."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    except FileExistsError:
+        for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            with contextlib.suppress(OSError):
+                mode = name.stat().st_mode
+                if stat.S_ISREG(mode) and mode & stat.S_IROTH:
+                    log.warning("%s is readable by everyone (mode %o): chmod 600 it", name, stat.S_IMODE(mode))
+        return
+    except OSError:
+        return  # an unwritable directory: SQLite's own open reports it, as it always has
+    try:
+        os.fchmod(fd, FILE_MODE)  # a umask can only take bits away, and without u+w SQLite could not write
+    finally:
+        os.close(fd)
+
+
 def open_db(path: Path | str) -> Database:
     """Open (creating) the database: WAL, FULL sync so an acknowledged write survives power loss, migrated."""
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        create_private(Path(path))
     # The CLI writes while the daemon runs: wait for the other writer instead of failing at once.
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT, check_same_thread=False)
     db = Database(conn)

@@ -13,6 +13,7 @@ from bridge.body import body_unread
 from bridge.config import Config
 from bridge.http import ApiError, error_response
 from bridge.ratelimit import RateLimiter, request_client, too_many
+from bridge.server import expect_handler
 
 log = logging.getLogger("bridge.http")
 
@@ -153,6 +154,9 @@ class Front:
                     resp = too_many(wait, limiter.rate, limiter.burst) if wait else await handler(request)
                 except ApiError as e:
                     resp = error_response(e.status_code, e.message, e.field)
+                except web.RequestPayloadError:
+                    # A body aiohttp cannot decode (Content-Encoding over junk, broken chunks): the client's doing.
+                    resp = error_response(400, "malformed request body (Content-Encoding or chunked framing)", "body")
                 except web.HTTPException as e:
                     if e.status_code < 400:
                         raise
@@ -205,12 +209,13 @@ def route(app: web.Application, method: str, path: str, handler: Handler) -> Non
     """Register handler behind the app's gate (GET also answers HEAD, as aiohttp's add_get does)."""
     gated = app[FRONT].wrap(handler)
     if method == "GET":
-        app.router.add_get(path, gated)
+        app.router.add_get(path, gated, expect_handler=expect_handler)
     else:
-        app.router.add_route(method, path, gated)
+        app.router.add_route(method, path, gated, expect_handler=expect_handler)
 
 
 def add_catch_all(app: web.Application) -> None:
     """Last of all routes: what nothing else matched gets the JSON 404/405 (aiohttp's own would be plain text)."""
     front = app[FRONT]
-    front.catch_all = app.router.add_route("*", "/{tail:.*}", front.wrap(front.unrouted)).resource
+    gated = front.wrap(front.unrouted)
+    front.catch_all = app.router.add_route("*", "/{tail:.*}", gated, expect_handler=expect_handler).resource

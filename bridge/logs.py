@@ -98,13 +98,15 @@ def setup_logging(level: str, stream: TextIO | None = None) -> None:
 
 class BadRequestFilter(logging.Filter):
     """aiohttp logs each request its HTTP parser refuses (400) at ERROR with a traceback quoting the raw bytes,
-    a token in the URL or a header included: one DEBUG line without them instead (scanners are not news)."""
+    a token in the URL or a header included: one DEBUG line without them instead (scanners are not news).
+    So too a body it cannot decode (Content-Encoding: gzip over junk) that it drains after the answer was sent."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite parser errors in place (dropped unless debugging); pass everything else through."""
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
-            record.msg, record.args = "%s: refused with 400 (%s)", (record.getMessage(), type(exc).__name__)
+        if isinstance(exc, (HttpProcessingError, web.RequestPayloadError)):
+            what = "refused with 400" if isinstance(exc, HttpProcessingError) else "undecodable body dropped"
+            record.msg, record.args = "%s: %s (%s)", (record.getMessage(), what, type(exc).__name__)
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             record.exc_info, record.exc_text = None, None
             # The logger's level check passed at ERROR: decide again for the level the line now has.

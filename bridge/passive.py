@@ -14,8 +14,9 @@ from bridge.model import CheckState, SourceHealth, StatusData
 
 SOURCE = "passive"
 NAME_MAX = 1024
-# Names reach the page, the feeds and log lines: no control characters at all (Nagios allows none).
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Names reach the page, the feeds and log lines: no control characters at all (Nagios allows none), and,
+# as in admin input, no lone surrogate (JSON allows "\ud800"; it cannot be written as UTF-8 anywhere).
+CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 CACHE_MAX = 500_000  # pattern decisions kept; cleared when full so random names cannot grow memory
 ERRORS_MAX = 100  # per-item errors listed in one answer (the count is always complete)
 T = TypeVar("T")
@@ -46,7 +47,7 @@ def check_name(value: object, field: str) -> str:
     if len(value) > NAME_MAX:
         raise InputError(field, f"is longer than {NAME_MAX} characters")
     if CONTROL.search(value):
-        raise InputError(field, "must not contain control characters")
+        raise InputError(field, "must not contain control characters or lone surrogates")
     return value
 
 

@@ -237,4 +237,6 @@ async def _read_tokens(read: Callable[[], TokenSet]) -> tuple[str, ...] | None:
         return None
     if found.too_open:
         log.warning("%s is readable by group/others; chmod 600 it", found.path)
+    if (short := found.short_warning()) is not None:
+        log.warning("%s", short)
     return found.tokens

@@ -21,6 +21,11 @@ def _address(env: Mapping[str, str]) -> str | bytes | None:
     return value if value.startswith("/") else None
 
 
+def under_systemd(env: Mapping[str, str] | None = None) -> bool:
+    """True when systemd started us as a unit: it sets $INVOCATION_ID for every unit it runs."""
+    return bool((os.environ if env is None else env).get("INVOCATION_ID"))
+
+
 def notify(message: str, env: Mapping[str, str] | None = None) -> bool:
     """Send one notification datagram; False (never an exception) when not under systemd or on failure."""
     address = _address(os.environ if env is None else env)

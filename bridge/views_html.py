@@ -65,7 +65,7 @@ def _env(request: web.Request) -> jinja2.Environment:
 
 def _respond(request: web.Request, doc: Encoded) -> web.Response:
     """An HTML document with the public GET headers and the page's CSP."""
-    extra = {"Content-Security-Policy": html.CSP, "Referrer-Policy": "no-referrer"}
+    extra = {**html.page_headers(request.app[LIVE].config.frame_ancestors), "Referrer-Policy": "no-referrer"}
     return doc_response(request, doc, html.CONTENT_TYPE, request.app[LIVE].config.cache_seconds, extra)
 
 
@@ -114,7 +114,7 @@ async def notice_page(request: web.Request) -> web.Response:
             return error_response(404, f"no notice {ref!r}", "id")
         body = html.render_not_found(_env(request), published.snapshot, now, "notice with this address")
         return web.Response(status=404, body=body, content_type=html.CONTENT_TYPE, charset="utf-8",
-                            headers={"Cache-Control": "no-store", "Content-Security-Policy": html.CSP})
+                            headers={"Cache-Control": "no-store", **html.page_headers(live.config.frame_ancestors)})
     cache = request.app[HTML_CACHE]
     # Keyed by id only: unknown ids never reach the cache, so it stays bounded by the stored notices.
     key = f"notice:{found.id}"

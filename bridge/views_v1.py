@@ -126,11 +126,13 @@ def year_before(day: date) -> date:
 def parse_timeframe(query: MultiMapping[str], today: date) -> tuple[date, date]:
     """timeframe_start/timeframe_end (whole UTC days, end inclusive); default the past 30 days up to today."""
     first, last = _date(query, "timeframe_start"), _date(query, "timeframe_end")
+    earliest = year_before(today)
+    if last is not None and last < earliest:  # refused before any date arithmetic can leave year 1
+        raise ApiError(400, f"timeframe_end must be at most 12 months ago (not before {earliest})", "timeframe_end")
     if last is None:
         last = today if first is None or first <= today else first
     if first is None:
         first = last - SUMMARY_DAYS * DAY
-    earliest = year_before(today)
     if first < earliest:
         raise ApiError(400, f"timeframe_start must be at most 12 months ago (not before {earliest})", "timeframe_start")
     if first > today:

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from bridge.app import make_app
 from bridge.keys import DB, LIVE
 from bridge.model import SourceHealth, Status
+from bridge.server import BridgeRunner
 from bridge.settings import Settings
 from bridge.storage import create_notice, create_override
 from bridge.views_passive import PASSIVE
@@ -116,9 +117,10 @@ FIELDS = [
 # -- the app under test ---------------------------------------------------------------------------------------------
 
 
-def build_app(tmp_path: Path) -> web.Application:
+def build_app(tmp_path: Path, **config_fields: Any) -> web.Application:
     """The real app on a temp SQLite file: all-up data, one notice, one override, admin and push tokens."""
-    config = web_config(rate_limit=0.0)  # the limiter has its own tests; here every request must reach its handler
+    # The limiter has its own tests; here every request must reach its handler (unless a test asks otherwise).
+    config = web_config(**{"rate_limit": 0.0, **config_fields})
     settings_ = Settings(config, watch=False, db_path=tmp_path / "db.sqlite", admin_tokens=(ADMIN,), push_tokens=(PUSH,))
     app = make_app(settings_)
     app[LIVE].update(status_data(check("web-1", "HTTP"), check("db-1", "PostgreSQL")), FRESH)
@@ -148,13 +150,20 @@ def state_of(app: web.Application) -> tuple[str, int, int]:
     return db_fingerprint(app), store.version, len(store)
 
 
+class BridgeTestServer(TestServer):
+    """aiohttp's TestServer running the app through the daemon's runner (its answers to malformed requests)."""
+
+    async def _make_runner(self, **kwargs: Any) -> BridgeRunner:
+        return BridgeRunner(self.app, **kwargs)
+
+
 class Harness:
     """The app served on loopback in its own event loop, driven synchronously (Hypothesis is not async)."""
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
         self.loop = asyncio.new_event_loop()
-        self.client = TestClient(TestServer(app), loop=self.loop)
+        self.client = TestClient(BridgeTestServer(app), loop=self.loop)
         self.loop.run_until_complete(self.client.start_server())
         # Start-up records the override's status in the history, off the loop: let it land before any "before".
         self.loop.run_until_complete(app[LIVE].recorder.flush())
@@ -170,18 +179,25 @@ class Harness:
 
     def raw(self, data: bytes) -> tuple[int, bytes]:
         """Send bytes as they are (no client-side normalisation of the path): (status, body)."""
+        status, _, body = self.raw_answer(data)
+        return status, body
 
-        async def go() -> tuple[int, bytes]:
+    def raw_answer(self, data: bytes) -> tuple[int, dict[str, str], bytes]:
+        """Send bytes as they are and read until the server closes: (status, headers, body) of the first answer."""
+        return parse_answer(self.raw_bytes(data))
+
+    def raw_bytes(self, data: bytes) -> bytes:
+        """Send bytes as they are; everything the server writes until it closes."""
+
+        async def go() -> bytes:
             reader, writer = await asyncio.open_connection(self.client.host, self.client.port)
             try:
                 writer.write(data)
                 await writer.drain()
-                answer = await asyncio.wait_for(reader.read(), 10)
+                return await asyncio.wait_for(reader.read(), 10)
             finally:
                 writer.close()
                 await writer.wait_closed()
-            head, _, body = answer.partition(b"\r\n\r\n")
-            return int(head.split(b" ", 2)[1]), body
 
         return self.loop.run_until_complete(go())
 
@@ -190,6 +206,16 @@ class Harness:
         self.loop.run_until_complete(self.client.close())
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         self.loop.close()
+
+
+def parse_answer(answer: bytes) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of a raw HTTP/1.x answer read to the connection's end (body up to Content-Length)."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    if "Content-Length" in headers:
+        body = body[: int(headers["Content-Length"])]
+    return int(lines[0].split(" ", 2)[1]), headers, body
 
 
 @pytest.fixture
@@ -291,9 +317,13 @@ MALFORMED = [
 def test_malformed_http_is_400_without_a_traceback_in_the_answer(harness: Harness, data: bytes) -> None:
     """Requests aiohttp's parser refuses before any route (oversize lines, smuggling attempts) get a 400, no traceback."""
     before = state_of(harness.app)
-    status, body = harness.raw(data.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n", 1))
+    status, headers, body = harness.raw_answer(data.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n", 1))
     assert status == 400, body[:200]
     assert b"Traceback" not in body and b'File "' not in body
+    # The JSON shape, not aiohttp's plain text that quotes the refused bytes back.
+    assert_error_shape(False, status, headers, body, html_ok=False)
+    assert b"aaaa" not in body and b"Bad Header" not in body and b"9.9" not in body, body
+    assert headers["X-Content-Type-Options"] == "nosniff" and headers["Server"] == "status-bridge", headers
     assert state_of(harness.app) == before
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from base64 import b64encode
@@ -37,6 +38,19 @@ CSP = (
     "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
     f"script-src '{PAGE_JS_HASH}'; connect-src 'self'; base-uri 'none'; form-action 'none'"
 )
+
+
+@functools.lru_cache(maxsize=8)  # one entry per distinct configuration: reloads are rare
+def page_headers(frame_ancestors: tuple[str, ...]) -> dict[str, str]:
+    """The HTML pages' CSP, whose frame-ancestors names the sites that may frame them (none: 'none'); do not mutate.
+
+    With no site allowed, X-Frame-Options: DENY says the same to browsers older than CSP 2 (it cannot list sites).
+    """
+    sources = " ".join(frame_ancestors) or "'none'"
+    headers = {"Content-Security-Policy": f"{CSP}; frame-ancestors {sources}"}
+    if not frame_ancestors:
+        headers["X-Frame-Options"] = "DENY"
+    return headers
 
 
 def utc_text(epoch: float | None) -> str:

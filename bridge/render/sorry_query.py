@@ -13,6 +13,9 @@ from bridge.model import Snapshot
 
 PER_PAGE = 25
 API = "/api/v1"
+# The instants a filter link can spell: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+FIRST_SECOND = -62_135_596_800
+LAST_SECOND = 253_402_300_799
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,11 @@ class NoticeFilter:
 
 def iso_s(epoch: float) -> str:
     """Epoch seconds as "2023-03-01T00:00:00" (UTC, whole seconds), the Sorry filter's timestamp form."""
-    return datetime.fromtimestamp(math.floor(epoch), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    # A valid timestamp can still fall outside datetime once in UTC (0001-01-01T00:00+14:00), or round up past
+    # it as a float (9999-12-31T23:59:59.999999). Clamped, the link selects the same notices: none lie out there.
+    second = min(max(math.floor(epoch), FIRST_SECOND), LAST_SECOND)
+    # isoformat, not strftime: %Y writes year 1 as "1", which no ISO parser takes back.
+    return datetime.fromtimestamp(second, tz=timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
 
 
 def href(path: str, pairs: Sequence[tuple[str, str]]) -> str:
