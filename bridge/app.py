@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from bridge.admin import add_admin_routes
+from bridge.conns import CONNECTIONS, ConnectionGuard, ConnectionsCollector, Guards
 from bridge.database import open_db
 from bridge.front import (
     FRONT,
@@ -57,6 +58,9 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     app[HEALTH] = sources.health
     app[REGISTRY] = make_registry(SnapshotCollector(live, lambda now: app[HEALTH](now)))
     app[REGISTRY].register(LimiterCollector(limiter))
+    # Connection caps per listener, applied by the daemon's accept loop (bridge/accept.py).
+    app[CONNECTIONS] = Guards(ConnectionGuard(live, "public"), ConnectionGuard(live, "admin"))
+    app[REGISTRY].register(ConnectionsCollector(app[CONNECTIONS]))
     db = open_db(settings.db_path or ":memory:")
     app[DB] = db
     # Every change of a component's status is appended to the history (read back for uptime metrics).
