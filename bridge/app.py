@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from bridge.admin import add_admin_routes
+from bridge.conns import CONNECTIONS, ConnectionGuard, ConnectionsCollector, Guards
 from bridge.database import open_db
 from bridge.db_thread import DbThread
 from bridge.front import (
@@ -63,6 +64,9 @@ def make_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.
     app[REGISTRY].register(LimiterCollector(limiter))
     app[REGISTRY].register(SourceCollector(live, clock))
     app[REGISTRY].register(IcingaCollector(lambda: sources.icinga))
+    # Connection caps per listener, applied by the daemon's accept loop (bridge/accept.py).
+    app[CONNECTIONS] = Guards(ConnectionGuard(live, "public"), ConnectionGuard(live, "admin"))
+    app[REGISTRY].register(ConnectionsCollector(app[CONNECTIONS]))
     db = open_db(settings.db_path or ":memory:")  # start-up: migrations, and the notices below
     app[DB] = db
     # Requests and the scheduler wait for these threads, never for the database: an fsync or the CLI holding

@@ -95,6 +95,11 @@ class Config:
     rate_limit: float = 10.0  # requests per second per client IP; 0 = no limit
     burst: int = 20  # requests a client may make at once before the rate applies
     trusted_proxies: tuple[Network, ...] = LOOPBACK  # peers whose X-Forwarded-For names the client
+    # Seconds a connection may sit without a complete request header: idle between requests, or still
+    # sending its request line and headers (slowloris). A restart applies a change.
+    idle_timeout: float = 10.0
+    max_connections: int = 0  # open connections on the public listener; 0: the fd limit minus a reserve, at most 10,000
+    max_connections_per_ip: int = 64  # per client address (IPv6: per /64); trusted proxies are exempt; 0 = no cap
     groups: tuple[Group, ...] = ()
     passive_enabled: bool = True  # POST /nrdp/ and /api/v1/check-results (a token is still required)
     passive_tokens_file: Path | None = None

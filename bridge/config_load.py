@@ -35,7 +35,8 @@ from bridge.model import Status
 _SECTION_KEYS = {
     "page": ("name", "url", "frame_ancestors"),
     "nagios": ("status_file", "stale_after"),
-    "http": ("listen", "cache_seconds", "admin_listen", "metrics", "rate_limit", "burst", "trusted_proxies"),
+    "http": ("listen", "cache_seconds", "admin_listen", "metrics", "rate_limit", "burst", "trusted_proxies",
+             "idle_timeout", "max_connections", "max_connections_per_ip"),
     "passive": ("enabled", "tokens_file", "stale_after", "max_body"),
     "icinga": ("url", "user", "password_file", "ca_file", "stale_after"),
 }
@@ -100,6 +101,9 @@ def parse_config(text: str, path: Path | None = None) -> Config:
         rate_limit=ck.number(http, "rate_limit", "http", Config.rate_limit, 0, low_open=False),
         burst=ck.integer(http, "burst", "http", Config.burst, 1),
         trusted_proxies=_networks(ck, http, "trusted_proxies", "http", Config.trusted_proxies),
+        idle_timeout=ck.number(http, "idle_timeout", "http", Config.idle_timeout, 0, 3600),
+        max_connections=ck.integer(http, "max_connections", "http", Config.max_connections, 0),
+        max_connections_per_ip=ck.integer(http, "max_connections_per_ip", "http", Config.max_connections_per_ip, 0),
         groups=_groups(ck, doc.get("group", [])),
         passive_enabled=ck.boolean(passive, "enabled", "passive", True),
         passive_tokens_file=_path(ck, passive, "tokens_file", "passive", path),

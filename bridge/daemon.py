@@ -11,6 +11,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bridge.accept import GuardedSite
+from bridge.conns import CONNECTIONS
+from bridge.fdlimit import describe, raise_nofile
 from bridge.front import INFLIGHT, LISTENERS
 from bridge.keys import LIVE
 from bridge.logs import AccessLogger, access_log
@@ -22,7 +25,7 @@ log = logging.getLogger("bridge.daemon")
 
 SHUTDOWN_TIMEOUT = 10.0  # after SIGTERM, in-flight requests get this long (the unit's TimeoutStopSec is 30 s)
 CUT_OFF = 1.0  # then what is still running gets this long to notice its cancellation
-BACKLOG = 512
+BACKLOG = 512  # the kernel caps it at net.core.somaxconn
 
 
 def bind(host: str, port: int) -> list[socket.socket]:
@@ -105,15 +108,18 @@ class Daemon:
                 for sock in socks:
                     sock.close()
                 return 1
+        self._limit_connections()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.hangup)
+        # aiohttp closes a connection that has no complete request header this long after it opened or after
+        # its last answer: idle keep-alive connections and slowloris alike (a changed value needs a restart).
+        timeouts = {"shutdown_timeout": CUT_OFF, "keepalive_timeout": self.app[LIVE].config.idle_timeout}
         if access:
-            runner = BridgeRunner(self.app, access_log_class=AccessLogger, access_log=access_log,
-                                  shutdown_timeout=CUT_OFF)  # fmt: skip
+            runner = BridgeRunner(self.app, access_log_class=AccessLogger, access_log=access_log, **timeouts)
         else:  # no per-request lines: the state changes are what the journal is for
-            runner = BridgeRunner(self.app, access_log=None, shutdown_timeout=CUT_OFF)
+            runner = BridgeRunner(self.app, access_log=None, **timeouts)
         watchdog = asyncio.create_task(self.notifier.watchdog(lambda: status_line(self.app, self.where)))
         self.notifier.status("starting: loading monitoring data")
         try:
@@ -139,8 +145,11 @@ class Daemon:
     async def _serve(self, runner: web.AppRunner, socks: list[socket.socket], admin_socks: list[socket.socket],
                      public: tuple[str, int], admin: tuple[str, int] | None) -> None:  # fmt: skip
         """Start accepting, tell systemd, and wait for SIGTERM/SIGINT."""
-        for sock in socks + admin_socks:
-            await web.SockSite(runner, sock, backlog=BACKLOG).start()
+        guards = self.app[CONNECTIONS]
+        for sock in socks:
+            await GuardedSite(runner, sock, guards.public, BACKLOG).start()
+        for sock in admin_socks:
+            await GuardedSite(runner, sock, guards.admin, BACKLOG).start()
         self.app[LISTENERS].admin.update(sock.getsockname()[:2] for sock in admin_socks)
         self.where = url(*public) + (f" (admin API on {url(*admin)})" if admin else "")
         log.info("serving on %s", self.where)
@@ -154,6 +163,19 @@ class Daemon:
         if self._again:
             self.hangup()
         await self.stop.wait()
+
+    def _limit_connections(self) -> None:
+        """Raise the open-file limit, tell the guards what it is, and log the caps that follow."""
+        limit = raise_nofile()
+        guards = self.app[CONNECTIONS]
+        for guard in guards:
+            guard.fd_limit = limit.soft
+        config = self.app[LIVE].config
+        per_ip = config.max_connections_per_ip or "no cap"
+        # WARNING when the limit could not be raised: the caps are then lower than they could be.
+        log.log(logging.WARNING if limit.error else logging.INFO,
+                "connections: at most %d open (per client address: %s, trusted proxies exempt), idle timeout %g s; "
+                "file descriptor limit %s", guards.public.caps()[1], per_ip, config.idle_timeout, describe(limit))
 
     async def _drain(self, runner: web.AppRunner, timeout: float) -> None:
         """Stop accepting, then let the requests being handled finish (bounded by timeout)."""

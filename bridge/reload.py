@@ -203,6 +203,8 @@ async def _reload_config_file(app: web.Application, path: Path) -> bool:
         log.warning("http.listen changed: still listening on the old address until a restart")
     if "admin_listen" in changed:
         log.warning("http.admin_listen changed: still listening on the old address until a restart")
+    if "idle_timeout" in changed:  # aiohttp takes it when the server is made (the connection caps follow at once)
+        log.warning("http.idle_timeout changed: connections keep the old timeout until a restart")
     return True
 
 

@@ -409,6 +409,14 @@ BAD_HTTP = [
     pytest.param('[http]\nmetrics = "private"\n',
                  "http.metrics: must be one of 'public', 'admin', 'off' (got 'private')", id="metrics-value"),
     pytest.param('[http]\nmetrics = "admin"\n', 'http.metrics: "admin" needs http.admin_listen', id="metrics-no-admin"),
+    pytest.param('[http]\nidle_timeout = 0\n', "http.idle_timeout: must be greater than 0 and at most 3600 (got 0)",
+                 id="idle-zero"),
+    pytest.param('[http]\nidle_timeout = "10"\n', "http.idle_timeout: must be a number (got string '10')", id="idle-str"),
+    pytest.param('[http]\nmax_connections = -1\n', "http.max_connections: must be at least 0 (got -1)", id="max-neg"),
+    pytest.param('[http]\nmax_connections_per_ip = 1.5\n',
+                 "http.max_connections_per_ip: must be an integer (got float 1.5)", id="per-ip-float"),
+    pytest.param('[http]\nmax_connection_per_ip = 8\n',
+                 "http.max_connection_per_ip: unknown key (did you mean 'max_connections_per_ip'?)", id="per-ip-typo"),
 ]
 
 
@@ -426,6 +434,8 @@ def test_http_limits_and_admin_listen(tmp_path: Path) -> None:
 
     default = parse_config("")
     assert (default.rate_limit, default.burst, default.admin_listen, default.metrics) == (10.0, 20, None, "public")
+    # 0 = the fd limit minus a reserve, at most 10,000 (bridge/fdlimit.py)
+    assert (default.idle_timeout, default.max_connections, default.max_connections_per_ip) == (10.0, 0, 64)
     assert [str(n) for n in default.trusted_proxies] == ["127.0.0.0/8", "::1/128"]
     config = load_config(_write(tmp_path, """
 [http]
@@ -449,3 +459,4 @@ def test_example_config_documents_http_limits() -> None:
     assert [str(n) for n in config.trusted_proxies] == ["127.0.0.1/32", "::1/128"]
     assert '# admin_listen = "127.0.0.1:8081"' in EXAMPLE.read_text()
     assert config.metrics == "public" and 'metrics = "public"' in EXAMPLE.read_text()
+    assert (config.idle_timeout, config.max_connections, config.max_connections_per_ip) == (10.0, 0, 64)

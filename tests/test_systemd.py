@@ -59,6 +59,8 @@ def test_unit_has_notify_watchdog_reload_and_hardening() -> None:
     # Debian's /var/lib/nagios4 is nagios:www-data 0750: its group is the one that opens it.
     assert svc["SupplementaryGroups"] == ["www-data"]
     assert svc["User"] == ["status-bridge"]
+    # Soft and hard limit alike: nothing is left for the bridge to raise at start.
+    assert svc["LimitNOFILE"] == ["65536"]
 
 
 def _unit_copy(tmp_path: Path) -> Path:
