@@ -338,7 +338,7 @@ def test_nrdp_names_with_lone_surrogates_are_refused_item_by_item(harness: Harne
     """NRDP's JSON payload: the same rule through NRDP's parser; the good item is stored, no odd one is."""
     results = [{"checkresult": {"type": "service"}, "hostname": host, "servicename": service, "state": "1", "output": "x"}
                for host, service in [("web-1", "HTTP"), *ODD_NAMES]]  # fmt: skip
-    form = urllib.parse.urlencode({"cmd": "submitcheck", "token": PUSH, "output_type": "json",
+    form = urllib.parse.urlencode({"cmd": "submitcheck", "token": PUSH, "output_type": "TYPE_JSON",
                                    "json": json.dumps({"checkresults": results})}).encode()  # fmt: skip
     status, _, body = harness.request("POST", "/nrdp/", data=form, headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 200, body
