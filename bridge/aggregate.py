@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from itertools import islice
 from operator import itemgetter
 
 from bridge.config import Component, Config
 from bridge.matching import CheckKey, Matcher, Memo
 from bridge.model import (
+    CheckState,
     ComponentView,
     GroupView,
     Snapshot,
@@ -37,38 +39,49 @@ from bridge.status_rules import (
 
 # What a service's own status depends on, as one hashable key:
 # (downtime_depth, has_been_checked, state_type, current_state, last_hard_state).
-_STATUS_FIELDS = itemgetter(7, 5, 3, 2, 4)
+STATUS_FIELDS = itemgetter(7, 5, 3, 2, 4)
 _CHUNK = 8192  # services per C-level step: ~1 ms of GIL each, so a worker thread never stalls the loop
 Key = tuple[int, bool, int, int, int]
+STALE = "stale"  # memo.values key: (the stale key set counted, {patterns: matched checks in it})
 
 
-class _Table:
+def imposes(host: CheckState) -> bool:
+    """Whether a host may overrule its services' statuses: in downtime or in a problem state."""
+    return host.downtime_depth > 0 or (host.has_been_checked and (host.current_state in (1, 2) or host.last_hard_state in (1, 2)))
+
+
+class Table:
     """Per StatusData: every service's status key as a small int code, and the hosts that may impose a status."""
 
-    __slots__ = ("codes", "keys", "imposing")
+    __slots__ = ("codes", "keys", "index", "imposing")
 
     def __init__(self, data: StatusData) -> None:
         codes: list[int] = []
         index: dict[Key, int] = {}
         values = iter(data.services.values())
-        while chunk := list(map(_STATUS_FIELDS, islice(values, _CHUNK))):
+        while chunk := list(map(STATUS_FIELDS, islice(values, _CHUNK))):
             for key in dict.fromkeys(chunk):  # a few dozen distinct keys in a whole file
                 index.setdefault(key, len(index))
             codes.extend(map(index.__getitem__, chunk))
         self.codes = codes
         self.keys: list[Key] = list(index)  # code -> key
-        # Hosts in downtime or in a problem state: the only ones whose services may be overruled.
-        self.imposing = frozenset(
-            name for name, h in data.hosts.items()
-            if h.downtime_depth > 0 or (h.has_been_checked and (h.current_state in (1, 2) or h.last_hard_state in (1, 2)))
-        )
+        self.index = index  # key -> code
+        self.imposing = frozenset(name for name, h in data.hosts.items() if imposes(h))
+
+    def code(self, key: Key) -> int:
+        """The code of a status key, given a new one if it has none yet."""
+        code = self.index.get(key)
+        if code is None:
+            code = self.index[key] = len(self.keys)
+            self.keys.append(key)
+        return code
 
 
-def _table(memo: Memo, data: StatusData) -> _Table:
+def _table(memo: Memo, data: StatusData) -> Table:
     """The data's table, built once per StatusData object."""
-    table = memo.values.get(_Table)
+    table = memo.values.get(Table)
     if table is None:
-        table = memo.values[_Table] = _Table(data)
+        table = memo.values[Table] = Table(data)
     return table
 
 
@@ -84,7 +97,7 @@ def _key_slot(key: Key, r: Rules, slot: Mapping[Status, int]) -> int:
     return NODATA_SLOT if status is None else slot[status]
 
 
-def _rules_key(component: Component) -> tuple:
+def rules_key(component: Component) -> tuple:
     """What a component's counts depend on besides its patterns (the rule is applied to the counts later)."""
     return component.checks, tuple(component.states.items()), component.soft_states
 
@@ -92,7 +105,7 @@ def _rules_key(component: Component) -> tuple:
 def component_counts(component: Component, data: StatusData, matcher: Matcher) -> tuple[tuple[int, ...], int]:
     """(check counts by SLOTS, matched checks) of one component, computed once per StatusData object."""
     memo = matcher.memo(data)
-    cache_key = _rules_key(component)
+    cache_key = rules_key(component)
     hit = memo.values.get(cache_key)
     if hit is not None:
         return hit
@@ -187,21 +200,44 @@ def explaining_times(component: Component, data: StatusData, status: Status, mat
     return out
 
 
-def prepare(data: StatusData, config: Config, matcher: Matcher) -> None:
-    """Do the heavy part of aggregate(data, ...) ahead, e.g. in a worker thread: resolve and count every component."""
+def prepare(data: StatusData, config: Config, matcher: Matcher, stale_keys: Set[CheckKey] = frozenset(),
+            in_place: bool = False) -> None:
+    """Do the heavy part of aggregate(data, ...) ahead, e.g. in a worker thread: resolve and count every component.
+
+    stale_keys: count each component's stale checks too; in_place: also index the matches by check, for
+    bridge.aggregate_delta (Live's own data, changed in place).
+    """
+    memo = matcher.memo(data)
     for comp in config.components():
         component_counts(comp, data, matcher)
+        if stale_keys:
+            stale_count(comp, data, stale_keys, matcher)
+        if in_place:
+            memo.names.index_plan(comp.checks, data)
+
+
+def stale_count(component: Component, data: StatusData, stale_keys: Set[CheckKey], matcher: Matcher) -> int:
+    """How many of the component's checks are in stale_keys, counted once per (data, stale key set)."""
+    memo = matcher.memo(data)
+    hit = memo.values.get(STALE)
+    if hit is None or hit[0]() is not stale_keys:
+        hit = memo.values[STALE] = (weakref.ref(stale_keys), {})
+    counts: dict[tuple, int] = hit[1]
+    n = counts.get(component.checks)
+    if n is None:
+        # A C-level walk of the matched keys, once per stale set: rebuilds (ticks, notices) then only look it up.
+        n = counts[component.checks] = sum(map(stale_keys.__contains__, memo.names.plan(component.checks, data).keys))
+    return n
 
 
 def component_stale(component: Component, data: StatusData | None, health: SourceHealth,
-                    stale_keys: frozenset[CheckKey], matcher: Matcher) -> bool:
+                    stale_keys: Set[CheckKey], matcher: Matcher) -> bool:
     """True when any check behind the component comes from a stale source (all of them when there is no data)."""
     if data is None or health.stale:  # stale health: every source with data is stale
         return health.stale
     if not stale_keys:
         return False
-    # isdisjoint walks the keys in C: while anything is stale this runs for every component on each rebuild.
-    return not stale_keys.isdisjoint(matcher.resolve(component, data))
+    return stale_count(component, data, stale_keys, matcher) > 0
 
 
 def aggregate(
@@ -211,7 +247,7 @@ def aggregate(
     now: float,
     matcher: Matcher | None = None,
     overrides: Mapping[str, Status] | None = None,
-    stale_keys: frozenset[CheckKey] = frozenset(),
+    stale_keys: Set[CheckKey] = frozenset(),
     notices: tuple[Notice, ...] = (),
 ) -> Snapshot:
     """Build the immutable Snapshot; overrides (component id -> Status) replace the shown status only.

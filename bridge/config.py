@@ -9,6 +9,10 @@ from pathlib import Path
 from bridge.model import Status
 
 RULES = ("worst", "all", "quorum")
+# Plugin output kept per pushed result (plugin_output plus long_plugin_output, in UTF-8 bytes): 64 KiB, what
+# Nagios 4 reads from its command file at once (base/commands.c, iocache_create(65536)) and NRPE 3 carries.
+# Nagios' compile-time MAX_PLUGIN_OUTPUT_LENGTH (include/nagios.h) is 8 KiB; its workers keep longer output.
+OUTPUT_MAX = 65536
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # A proxy on the same machine (nginx in front of 127.0.0.1:8080) is the usual set-up: without trusting
 # it, every visitor would share the proxy's one rate-limit bucket.
@@ -105,6 +109,10 @@ class Config:
     passive_tokens_file: Path | None = None
     passive_stale_after: float = 900.0  # a pushed result older than this is stale (per check)
     passive_max_body: int = 1 << 20
+    passive_max_checks: int = 200_000  # checks held at most; results for new checks are refused beyond
+    passive_max_output: int = OUTPUT_MAX  # UTF-8 bytes of output kept per result (Nagios' 64 KiB)
+    passive_max_output_total: int = 64 << 20  # bytes of memory all held outputs may take together
+    passive_forget_after: float = 7 * 86400.0  # a check without a result for this long is dropped
     icinga_url: str = ""  # e.g. https://127.0.0.1:5665; empty = no Icinga 2 source
     icinga_user: str = ""
     icinga_password_file: Path | None = None

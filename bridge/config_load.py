@@ -10,6 +10,7 @@ from typing import Any
 from bridge.config import (
     DEFAULT_STATES,
     METRICS_MODES,
+    OUTPUT_MAX,
     RULES,
     STATE_KEYS,
     CheckPattern,
@@ -37,7 +38,8 @@ _SECTION_KEYS = {
     "nagios": ("status_file", "stale_after"),
     "http": ("listen", "cache_seconds", "admin_listen", "metrics", "rate_limit", "burst", "trusted_proxies",
              "idle_timeout", "max_connections", "max_connections_per_ip"),
-    "passive": ("enabled", "tokens_file", "stale_after", "max_body"),
+    "passive": ("enabled", "tokens_file", "stale_after", "max_body", "max_checks", "max_output", "max_output_total",
+                "forget_after"),
     "icinga": ("url", "user", "password_file", "ca_file", "stale_after"),
 }
 _GROUP_KEYS = ("id", "name", "description", "component")
@@ -109,6 +111,10 @@ def parse_config(text: str, path: Path | None = None) -> Config:
         passive_tokens_file=_path(ck, passive, "tokens_file", "passive", path),
         passive_stale_after=ck.number(passive, "stale_after", "passive", Config.passive_stale_after, 0),
         passive_max_body=ck.integer(passive, "max_body", "passive", Config.passive_max_body, 1),
+        passive_max_checks=ck.integer(passive, "max_checks", "passive", Config.passive_max_checks, 1),
+        passive_max_output=_max_output(ck, passive),
+        passive_max_output_total=ck.integer(passive, "max_output_total", "passive", Config.passive_max_output_total, 0),
+        passive_forget_after=_forget_after(ck, passive),
         icinga_url=icinga_url,
         icinga_user=ck.string(icinga, "user", "icinga"),
         icinga_password_file=_path(ck, icinga, "password_file", "icinga", path),
@@ -131,6 +137,25 @@ def _frame_ancestors(ck: Checker, page: dict[str, Any]) -> tuple[str, ...]:
         if (reason := frame_source_problem(item)) is not None:
             ck.problem(join("page.frame_ancestors", i), reason)
     return tuple(value)
+
+
+def _max_output(ck: Checker, passive: dict[str, Any]) -> int:
+    """passive.max_output: UTF-8 bytes of output kept per result, 0 to 65536 (Nagios' 64 KiB)."""
+    value = ck.integer(passive, "max_output", "passive", Config.passive_max_output, 0)
+    if value > OUTPUT_MAX:
+        ck.problem("passive.max_output", f"must be at most {OUTPUT_MAX} (64 KiB, what Nagios keeps; got {value})")
+        return Config.passive_max_output
+    return value
+
+
+def _forget_after(ck: Checker, passive: dict[str, Any]) -> float:
+    """passive.forget_after: seconds, longer than passive.stale_after (a check turns stale before it is forgotten)."""
+    value = ck.number(passive, "forget_after", "passive", Config.passive_forget_after, 0)
+    stale = passive.get("stale_after", Config.passive_stale_after)
+    if "forget_after" in passive and isinstance(stale, (int, float)) and not isinstance(stale, bool) and value <= stale:
+        ck.problem("passive.forget_after", f"must be greater than passive.stale_after ({stale:g}), so checks turn "
+                                           f"stale before they are forgotten (got {value:g})")
+    return value
 
 
 def _admin_listen(ck: Checker, http: dict[str, Any], public: tuple[str, int] | str) -> tuple[str, int] | None:

@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence, Set
 
-from bridge.aggregate import aggregate, explaining_times, prepare
+from bridge.aggregate import aggregate, prepare
 from bridge.config import Config
 from bridge.encoded import Encoded, Published
-from bridge.history import (
-    EFFECTIVE,
-    MONITORED,
-    UNKNOWN,
-    HistoryRecorder,
-    Key,
-    Record,
-    override_times,
-    place,
-)
+from bridge.history import HistoryRecorder
+from bridge.live_delta import IN_PLACE_MAX, ChangedSource, apply_in_place, owned
+from bridge.live_history import RecordsHistory
 from bridge.matching import CheckKey, Matcher
-from bridge.merge import Merged, SourceView, merge
+from bridge.merge import Merged, SourceView, combined_health, merge
 from bridge.model import (
     ComponentView,
     GroupView,
@@ -36,11 +28,10 @@ from bridge.release import release
 from bridge.render import oxford
 from bridge.source_stats import SourceStats
 
-log = logging.getLogger("bridge.live")
 NO_DATA_HEALTH = SourceHealth(stale=True, reason="no monitoring data yet")
 
 
-class Live:
+class Live(RecordsHistory):
     """Holds the latest inputs and the published generation; rebuilt on input change or tick."""
 
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
@@ -51,7 +42,7 @@ class Live:
         self.sources: dict[str, SourceView] = {}
         self.data: StatusData | None = None  # merged over sources
         self.health: SourceHealth = NO_DATA_HEALTH  # combined over sources
-        self.stale_keys: frozenset[CheckKey] = frozenset()
+        self.stale_keys: Set[CheckKey] = frozenset()  # a set Live changes in place while data is its own
         self.notices: tuple[Notice, ...] = ()
         self.overrides: tuple[Override, ...] = ()
         self.started_at = self.clock()
@@ -64,6 +55,11 @@ class Live:
         self._merging = asyncio.Lock()  # one merge in a worker thread at a time; later calls queue behind it
         self._replaced: list[StatusData] = []  # objects let go of since the last publish, released by the next
         self.stats = SourceStats()  # per source: updates taken, preparing time (for /metrics)
+        # Sources that publish changes (publish_changes): while there are any, merges give Live its own data
+        # (self._own), which their changes are applied to in place; their views may lag (self._lagging).
+        self._changing: set[str] = set()
+        self._lagging: dict[str, ChangedSource] = {}
+        self._own: StatusData | None = None
         self.published = self._build(self.started_at)
 
     @property
@@ -92,7 +88,55 @@ class Live:
     def update_source(self, view: SourceView) -> None:
         """Replace one source's view, re-merge (newest result per check wins) and publish, all on the loop."""
         self._take(view)
-        self._publish(*self._merge_prepared(tuple(self.sources.values())), self._inputs)
+        views = self._current_views()
+        own = self._owning()
+        started = time.perf_counter()
+        merged = merge(views)
+        merged = owned(merged, views) if own else merged
+        self._publish(merged, time.perf_counter() - started, self._inputs, own)
+
+    async def publish_changes(self, source: ChangedSource, keys: Set[CheckKey], rebuild: bool = False) -> None:
+        """Publish what changed in one source: in place in O(changed) when few checks changed and none appeared or
+        vanished, else as publish_source(source.view()) would. rebuild: the source wants a full merge."""
+        self._changing.add(source.name)
+        if not rebuild and self._in_place(source, keys):
+            return
+        self._lagging.pop(source.name, None)
+        self._take(source.view())
+        await self._republish()
+
+    def _in_place(self, source: ChangedSource, keys: Set[CheckKey]) -> bool:
+        """Apply keys to Live's own merged data and publish (True); False, nothing touched, when it cannot be."""
+        view, health = self.sources.get(source.name), source.health()
+        if (self.data is None or self.data is not self._own or self._shown != self._inputs or self._merging.locked()
+                or view is None or view.data is None or not len(source) or view.health.stale != health.stale
+                or len(keys) > IN_PLACE_MAX or any(name != source.name for name in self._lagging)):
+            return False
+        current = dataclasses.replace(view, health=health)  # its data lags: source answers for the changed keys
+        views = [current if v is view else v for v in self.sources.values()]
+        assert isinstance(self.stale_keys, set)  # Live's own, like self.data
+        started = time.perf_counter()
+        if not apply_in_place(self.data, self.stale_keys, views, source, keys, self.config, self.matcher):
+            return False
+        self.stats.changed(source.name, time.perf_counter() - started)
+        self.sources[source.name] = current
+        self._lagging[source.name] = source
+        self.health = combined_health(views)
+        self._inputs += 1
+        self._shown = self._inputs
+        self._swap(self.clock())
+        return True
+
+    def _owning(self) -> bool:
+        """Whether the next merge should be Live's own: while a source that publishes changes holds data."""
+        return any(v.data is not None for name, v in self.sources.items() if name in self._changing)
+
+    def _current_views(self) -> tuple[SourceView, ...]:
+        """Every source's view, asking lagging sources for a complete one first."""
+        for source in self._lagging.values():
+            self._take(source.view())
+        self._lagging.clear()
+        return tuple(self.sources.values())
 
     async def publish_source(self, view: SourceView) -> None:
         """Replace one source's view and publish: merged and prepared in a worker thread, assembled on the loop.
@@ -106,6 +150,7 @@ class Live:
     async def drop_source(self, name: str, health_if_none: SourceHealth) -> None:
         """Forget a source (its section left the config) and publish the rest; with none left, health_if_none."""
         old = self.sources.pop(name, None)
+        self._lagging.pop(name, None)
         if old is None:
             return
         if old.data is not None:
@@ -129,25 +174,31 @@ class Live:
         wanted = self._inputs
         async with self._merging:
             while self._shown < wanted:
-                inputs = self._inputs
-                merged, took = await asyncio.to_thread(self._merge_prepared, tuple(self.sources.values()))
+                views = self._current_views()
+                inputs, own = self._inputs, self._owning()
+                merged, took = await asyncio.to_thread(self._merge_prepared, views, own)
                 if inputs == self._inputs:
-                    self._publish(merged, took, inputs)
+                    self._publish(merged, took, inputs, own)
                 else:  # newer inputs came meanwhile: merge those (or a synchronous update published them)
                     self._discard(merged)
 
-    def _merge_prepared(self, views: Sequence[SourceView]) -> tuple[Merged, float]:
-        """merge(views), prepared for aggregation, and its duration (worker thread; one source: its own object)."""
+    def _merge_prepared(self, views: Sequence[SourceView], own: bool) -> tuple[Merged, float]:
+        """merge(views) prepared for aggregation, and its duration (worker thread; one source: its own object unless
+        own, which makes it Live's own to change in place)."""
         started = time.perf_counter()
         merged = merge(views)
-        if merged.data is not None:
-            prepare(merged.data, self.config, self.matcher)  # for a single source, usually all cache hits
+        if own:
+            merged = owned(merged, views)
+        if merged.data is not None:  # for a single source, usually all cache hits
+            prepare(merged.data, self.config, self.matcher, merged.stale_keys, in_place=own)
         return merged, time.perf_counter() - started
 
-    def _publish(self, merged: Merged, took: float, inputs: int) -> None:
-        """Swap in merged (inputs generation `inputs`, made ready in `took` s), publish it, release what it replaced."""
+    def _publish(self, merged: Merged, took: float, inputs: int, own: bool = False) -> None:
+        """Swap in merged (inputs generation `inputs`, made ready in `took` s; own: Live's to change in place), publish
+        it and release what it replaced."""
         previous = self.data
         self.data, self.health, self.stale_keys = merged.data, merged.health, merged.stale_keys
+        self._own = merged.data if own else None
         self._shown = inputs
         self.stats.published(self.sources.values(), took)
         self._swap(self.clock())
@@ -180,6 +231,8 @@ class Live:
         # ids, so components a reload leaves alone are not re-resolved and re-counted on the loop.
         self.config = config
         self._components = {c.id: c for c in config.components()}
+        # Cached counts of the old components are no longer kept up to date: changes go to a full merge next.
+        self._own = None
         self._swap(self.clock())
 
     def _swap(self, now: float) -> None:
@@ -226,51 +279,3 @@ class Live:
         self._since = since
         self._seeded = self._seeded or self.data is not None
         return tuple(out)
-
-    def _record(self, snap: Snapshot, shown: Mapping[str, Status], now: float) -> None:
-        """Append each change of a component's monitored or shown status to the history, dated by the data."""
-        # Until monitoring data first arrives every status is provisional ("no data", or stale because a
-        # source reported nothing yet): never history. Sources keep their last data, so this is start-up only.
-        if self.recorder is None or self.data is None:
-            return
-        try:
-            views = {c.id: c for g in snap.groups for c in g.components}
-            current: dict[Key, str] = {}
-            for c in views.values():
-                monitored = UNKNOWN if c.stale else c.monitored_status.value
-                current[(c.id, MONITORED)] = monitored
-                current[(c.id, EFFECTIVE)] = shown[c.id].value if c.id in shown else monitored
-            explained: dict[str, list[float]] = {}  # both kinds of one component need the same check times
-            records = [
-                Record(cid, kind, current[(cid, kind)], self._when(views[cid], kind, shown, now, explained))
-                for cid, kind in self.recorder.changed(current)
-            ]
-            self.recorder.commit(records)  # one transaction per snapshot, written off the loop
-        except Exception:
-            # History is a record of the page, never a reason to stop publishing it.
-            log.exception("recording status history failed")
-
-    def _when(
-        self, c: ComponentView, kind: str, shown: Mapping[str, Status], now: float, explained: dict[str, list[float]]
-    ) -> float:
-        """When c's `kind` status changed: from the monitoring data or override times; our clock is the last resort."""
-        assert self.recorder is not None
-        prev = self.recorder.last.get((c.id, kind))
-        if c.stale and (kind == MONITORED or c.id not in shown):
-            return place(prev, (), self._stale_since(now), now)
-        starts, ends = override_times(c.id, self.overrides, self.notices, now)
-        if kind == EFFECTIVE and c.id in shown:
-            return place(prev, starts, max(starts, default=now), now)
-        comp, data = self._components.get(c.id), self.data
-        if comp is None or data is None:  # not reached: _record needs data, views come from the config
-            return place(prev, ends, now, now)
-        # The newest state change among the checks that now explain the status; an ended override may too.
-        times = explained.get(c.id)
-        if times is None:
-            times = explained[c.id] = explaining_times(comp, data, c.monitored_status, self.matcher)
-        return place(prev, times + ends if kind == EFFECTIVE else times, data.created, now)
-
-    def _stale_since(self, now: float) -> float:
-        """When the data went stale: created + stale_after for aged data, else now (a vanished file, one stale check)."""
-        created = self.health.data_created
-        return created + self.config.stale_after if self.health.stale and created is not None else now

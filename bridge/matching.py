@@ -127,13 +127,15 @@ def match_patterns(patterns: Iterable[CheckPattern], data: StatusData) -> list[C
 class Names:
     """The object names of a StatusData, in order, and the plans resolved against them."""
 
-    __slots__ = ("host_list", "service_list", "_index", "_plans")
+    __slots__ = ("host_list", "service_list", "_index", "_plans", "_sets")
 
     def __init__(self, data: StatusData) -> None:
         self.host_list = list(data.hosts)
         self.service_list = list(data.services)
         self._index: _Index | None = None
         self._plans: dict[tuple[CheckPattern, ...], Plan] = {}
+        # Per pattern set: (its host checks, its service positions) as sets, for bridge.aggregate_delta.
+        self._sets: dict[tuple[CheckPattern, ...], tuple[frozenset[str], frozenset[int]]] = {}
 
     def same(self, data: StatusData) -> bool:
         """Whether data lists exactly these objects in this order (Plan positions rely on it)."""
@@ -152,6 +154,22 @@ class Names:
                 index = self._index = _Index(data)
             hit = self._plans[patterns] = index.plan(patterns)
         return hit
+
+    def index_plan(self, patterns: tuple[CheckPattern, ...], data: StatusData) -> tuple[frozenset[str], frozenset[int]]:
+        """The plan for patterns as sets (host checks, service positions), built once per name set."""
+        sets = self._sets.get(patterns)
+        if sets is None:
+            plan = self.plan(patterns, data)
+            sets = self._sets[patterns] = (frozenset(plan.hosts), frozenset(plan.positions))
+        return sets
+
+    def position(self, key: CheckKey, data: StatusData) -> int | None:
+        """Where a service check sits in data.services' order (None for a host check or an unknown one)."""
+        index = self._index
+        if index is None:
+            index = self._index = _Index(data)
+        per_host = index.services.get(key[0])
+        return None if per_host is None or key[1] is None else per_host.get(key[1])
 
 
 class Memo:
@@ -191,6 +209,10 @@ class Matcher:
         m = Memo(data, names)
         self._memos = (m, *(old for old in self._memos[: self.KEEP - 1] if old.ref() is not None))
         return m
+
+    def peek(self, data: StatusData) -> Memo | None:
+        """The cache entry of this data object, or None when it has none (never creates one)."""
+        return next((m for m in self._memos if m.ref() is data), None)
 
     def forget(self, data: StatusData) -> None:
         """Drop data's entry (a merge that was never published), so it holds no slot a newer object needs."""

@@ -27,7 +27,7 @@ from bridge.live import Live
 from bridge.model import SourceHealth, Status
 
 if TYPE_CHECKING:
-    from bridge.passive import PassiveStore
+    from bridge.passive_store import PassiveStore
 
 # GET /metrics re-reads the collectors at most this often within one published generation (bridge.views_metrics):
 # counters, ages and the process figures in a scrape are at most this many seconds old.
@@ -105,17 +105,31 @@ class PassiveCollector(Collector):
         self.store = store
 
     def collect(self) -> Iterator[Metric]:
-        """Yield the passive result counters and the number of checks held."""
-        store = self.store
+        """Yield the passive result counters, the checks held and what bounds the store's memory."""
+        store, config = self.store, self.store.config
         results = CounterMetricFamily(
             "status_bridge_passive_results",
-            "Pushed check results: accepted (stored), ignored (no component uses the check, or a newer result is held), invalid.",
+            "Pushed check results: accepted (stored), ignored (no component uses the check, a newer result is held, "
+            "or older than forget_after), refused (a new check while max_checks are held), invalid.",
             labels=["result"],
         )
-        for label, value in (("accepted", store.accepted), ("ignored", store.ignored), ("invalid", store.invalid)):
+        for label, value in (("accepted", store.accepted), ("ignored", store.ignored), ("refused", store.refused),
+                             ("invalid", store.invalid)):
             results.add_metric([label], value)
         yield results
         yield GaugeMetricFamily("status_bridge_passive_checks", "Checks with a pushed result held.", value=len(store))
+        yield GaugeMetricFamily("status_bridge_passive_checks_limit", "[passive] max_checks: checks held at most.",
+                                value=config.passive_max_checks)
+        yield CounterMetricFamily("status_bridge_passive_forgotten", "Held checks dropped: no result for forget_after.",
+                                  value=store.forgotten)
+        yield CounterMetricFamily("status_bridge_passive_outputs_truncated",
+                                  "Results whose output was cut to max_output, or to what max_output_total had left.",
+                                  value=store.truncated)
+        yield GaugeMetricFamily("status_bridge_passive_output_bytes", "Memory the held outputs take.",
+                                value=store.output_bytes)
+        yield GaugeMetricFamily("status_bridge_passive_filter_cache_bytes",
+                                "Memory counted for cached pattern decisions (host/service -> mapped?).",
+                                value=store.filter_cache_bytes)
 
 
 def make_registry(collector: Collector) -> CollectorRegistry:

@@ -30,6 +30,11 @@ class SourceStats:
         if view.data is not None and view.data is not old:
             self.updates[view.name] = self.updates.get(view.name, 0) + 1
 
+    def changed(self, name: str, seconds: float) -> None:
+        """A source's changes were applied in place (no new data object): an update that took seconds to prepare."""
+        self.updates[name] = self.updates.get(name, 0) + 1
+        self.prepare_seconds[name] = seconds
+
     def prepared(self, data: StatusData, seconds: float) -> None:
         """Remember that preparing data ahead (in a source's worker thread) took seconds."""
         with self._lock:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Sequence
 
@@ -19,16 +20,17 @@ from bridge.front import FRONT, route
 from bridge.http import ApiError
 from bridge.keys import LIVE, REGISTRY, SETTINGS
 from bridge.live import Live
-from bridge.merge import SourceView
 from bridge.metrics import PassiveCollector
 from bridge.nrdp_form import query_fields, read_fields
-from bridge.passive import ERRORS_MAX, PassiveStore, Result, parse_batch
+from bridge.passive import ERRORS_MAX, Result, parse_batch
+from bridge.passive_store import SOURCE, Outcome, PassiveStore
 from bridge.tasks import cancel_and_wait
 
 log = logging.getLogger("bridge.passive")
 
 MIN_GAP = 0.15  # at most one snapshot rebuild per this many seconds, however fast results arrive
 REFRESH = 5.0  # re-check per-check staleness this often when no results arrive
+FULL_LOG_EVERY = 60.0  # seconds between two log lines saying the store is full
 
 
 class PassiveHub:
@@ -39,36 +41,39 @@ class PassiveHub:
         self.store = PassiveStore(live.config)
         self.min_gap, self.refresh = min_gap, refresh
         self._dirty = asyncio.Event()
-        self._shown: tuple[int, frozenset[object], bool] | None = None
+        self._full_logged = -math.inf
 
-    def submit(self, results: Sequence[Result], invalid: int = 0) -> tuple[int, int]:
-        """Store a validated batch; (accepted, ignored). Publishing happens later, in run()."""
+    def submit(self, results: Sequence[Result], invalid: int = 0) -> Outcome:
+        """Store a validated batch. Publishing happens later, in run()."""
         self.store.set_config(self.live.config)
-        accepted, ignored = self.store.submit(results)
+        outcome = self.store.submit(results, self.live.clock())
         self.store.reject(invalid)
-        if accepted:
+        if outcome.refused:
+            self._log_full()
+        if outcome.accepted:
             self._dirty.set()
-        return accepted, ignored
+        return outcome
 
-    def _changed_view(self) -> SourceView | None:
-        """The store's view when it differs from the last one handed to Live, else None."""
-        self.store.set_config(self.live.config)
-        view = self.store.view(self.live.clock())
-        if view is None:
-            return None
-        mark = (self.store.version, view.stale_keys, view.health.stale)
-        if mark == self._shown:
-            return None
-        self._shown = mark
-        return view
+    def _log_full(self) -> None:
+        """Say that new checks are refused, at most once a minute (a full store is hit by every push)."""
+        now = time.monotonic()
+        if now - self._full_logged >= FULL_LOG_EVERY:
+            self._full_logged = now
+            log.warning("passive: holding %d checks, the [passive] max_checks limit: results for new checks are "
+                        "refused (%d so far), held checks still take results", len(self.store), self.store.refused)
 
     async def publish(self) -> bool:
-        """Hand the store's view to Live when it differs from the last one shown (merged and prepared in a worker
-        thread); True when it did, once it is published."""
-        view = self._changed_view()
-        if view is not None:
-            await self.live.publish_source(view)
-        return view is not None
+        """Hand what changed in the store to Live (in place when few checks changed, else merged in a worker
+        thread); True when something was published."""
+        store = self.store
+        store.set_config(self.live.config)
+        if not len(store) and SOURCE not in self.live.sources:
+            return False  # nothing pushed yet: the passive source claims nothing
+        keys, rebuild = store.take(self.live.clock())
+        if not keys and not rebuild:
+            return False
+        await self.live.publish_changes(store, keys, rebuild)
+        return True
 
     async def run(self) -> None:
         """Publish after pushes (coalesced by min_gap) and every refresh seconds for staleness."""
@@ -111,8 +116,13 @@ async def check_results(request: web.Request) -> web.Response:
         results, errors = parse_batch(body, live.clock())
     except InputError as e:
         raise ApiError(400, e.message, e.field) from None
-    accepted, ignored = hub.submit(results, len(errors))
-    answer: dict[str, object] = {"accepted": accepted, "ignored": ignored, "invalid": len(errors)}
+    done = hub.submit(results, len(errors))
+    answer: dict[str, object] = {"accepted": done.accepted, "ignored": done.ignored, "refused": done.refused,
+                                 "invalid": len(errors)}
+    if done.refused:
+        limit = request.app[LIVE].config.passive_max_checks
+        answer["refused_reason"] = (f"the passive store holds its limit of {limit} checks ([passive] max_checks): "
+                                    "results for new checks are refused until held ones are forgotten")
     answer["errors"] = [e._asdict() for e in errors[:ERRORS_MAX]]
     if errors and not results:
         first = errors[0]
@@ -187,11 +197,11 @@ def _nrdp_command(request: web.Request, form: dict[str, str]) -> dict[str, objec
         raise nrdp.NrdpError("NO COMMAND" if not cmd else "NO REQUEST HANDLER", "cmd must be submitcheck or hello")
     hub = request.app[PASSIVE]
     results, errors = nrdp.parse_submission(form, hub.live.clock())
-    accepted, ignored = hub.submit(results, len(errors))
+    hub.submit(results, len(errors))
     if errors and not results:
         raise nrdp.NrdpError("BAD DATA", nrdp.rejected_summary(errors))
     request.app[FRONT].accept(request)  # a valid token and a processed submission: not charged to the rate limit
-    return nrdp.processed(accepted + ignored, errors[:ERRORS_MAX])
+    return nrdp.processed(len(results), errors[:ERRORS_MAX])
 
 
 def _nrdp_token(request: web.Request, given: str) -> None:

@@ -220,7 +220,26 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("text", "expected"), BAD)
+BAD_PASSIVE = [
+    pytest.param('[passive]\nmax_checks = 0\n', "passive.max_checks: must be at least 1 (got 0)", id="max-checks-zero"),
+    pytest.param('[passive]\nmax_checks = "lots"\n', "passive.max_checks: must be an integer (got string 'lots')",
+                 id="max-checks-string"),
+    pytest.param('[passive]\nmax_output = 70000\n', "passive.max_output: must be at most 65536 (64 KiB, what Nagios keeps;"
+                 " got 70000)", id="max-output-over-64k"),
+    pytest.param('[passive]\nmax_output = -1\n', "passive.max_output: must be at least 0 (got -1)", id="max-output-negative"),
+    pytest.param('[passive]\nmax_output_total = 1.5\n', "passive.max_output_total: must be an integer (got float 1.5)",
+                 id="max-output-total-float"),
+    pytest.param('[passive]\nforget_after = 600\n', "passive.forget_after: must be greater than passive.stale_after (900),"
+                 " so checks turn stale before they are forgotten (got 600)", id="forget-before-stale"),
+    pytest.param('[passive]\nstale_after = 60\nforget_after = 60\n', "passive.forget_after: must be greater than"
+                 " passive.stale_after (60)", id="forget-equals-stale"),
+    pytest.param('[passive]\nforget_after = 0\n', "passive.forget_after: must be greater than 0 (got 0)", id="forget-zero"),
+    pytest.param('[passive]\nmax_check = 5\n', "passive.max_check: unknown key (did you mean 'max_checks'?)",
+                 id="max-checks-typo"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), BAD + BAD_PASSIVE)
 def test_bad_config(tmp_path: Path, text: str, expected: str) -> None:
     """Each bad config reports the expected problem line, and only problems about that mistake."""
     problems = _problems(tmp_path, text)
@@ -460,3 +479,24 @@ def test_example_config_documents_http_limits() -> None:
     assert '# admin_listen = "127.0.0.1:8081"' in EXAMPLE.read_text()
     assert config.metrics == "public" and 'metrics = "public"' in EXAMPLE.read_text()
     assert (config.idle_timeout, config.max_connections, config.max_connections_per_ip) == (10.0, 0, 64)
+
+
+
+def test_passive_limits_defaults_and_values(tmp_path: Path) -> None:
+    """Defaults: 200,000 checks, 64 KiB per output, 64 MiB of outputs, forgotten after 7 days."""
+    default = parse_config("")
+    assert (default.passive_max_checks, default.passive_max_output, default.passive_max_output_total,
+            default.passive_forget_after) == (200_000, 65_536, 64 << 20, 604_800.0)
+    config = load_config(_write(tmp_path, "[passive]\nstale_after = 60\nmax_checks = 5000\nmax_output = 0\n"
+                                          "max_output_total = 1048576\nforget_after = 3600\n"))
+    assert (config.passive_max_checks, config.passive_max_output, config.passive_max_output_total,
+            config.passive_forget_after) == (5_000, 0, 1 << 20, 3600.0)
+
+
+def test_example_config_documents_passive_limits() -> None:
+    """The example sets every [passive] limit to its default."""
+    config = load_config(EXAMPLE)
+    assert (config.passive_max_checks, config.passive_max_output, config.passive_max_output_total,
+            config.passive_forget_after) == (200_000, 65_536, 64 << 20, 604_800.0)
+    text = EXAMPLE.read_text()
+    assert all(f"\n{key} = " in text for key in ("max_checks", "max_output", "max_output_total", "forget_after"))

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from bridge.app import make_app
 from bridge.keys import LIVE
 from bridge.model import SourceHealth
-from bridge.passive import CheckFilter, PassiveStore, Result, split_output
+from bridge.passive import Result, split_output
+from bridge.passive_store import CheckFilter, PassiveStore
 from bridge.settings import Settings
 from bridge.views_passive import PASSIVE
 from tests.conftest import HANG_GUARD, check, record_threads, status_data, web_config
@@ -83,7 +84,7 @@ def svc(state: int, **kw) -> dict:
 
 async def test_valid_batch_is_accepted_and_shown(client):
     got = await push(client, {"results": [svc(2, output="CRITICAL - refused"), {"host": "db-1", "service": "PostgreSQL", "state": 0}]})
-    assert got == {"accepted": 2, "ignored": 0, "invalid": 0, "errors": []}
+    assert got == {"accepted": 2, "ignored": 0, "refused": 0, "invalid": 0, "errors": []}
     await publish(client)
     assert {k: v["status"] for k, v in (await feed(client)).items()} == {"website": "down", "database": "up"}
 
@@ -106,7 +107,8 @@ ITEM_ERRORS = [
     ({"host": "", "state": 0}, "results[0].host", "non-empty string"),
     ({"host": 5, "state": 0}, "results[0].host", "non-empty string"),
     ({"host": "web-1\n", "state": 0}, "results[0].host", "control"),
-    ({"host": "w" * 1025, "state": 0}, "results[0].host", "longer"),
+    ({"host": "w" * 256, "state": 0}, "results[0].host", "longer than 255"),
+    ({"host": "w", "service": "s" * 256, "state": 0}, "results[0].service", "longer than 255"),
     ({"host": "web-1", "service": 7, "state": 0}, "results[0].service", "non-empty string"),
     ({"host": "web-1", "state": 3}, "results[0].state", "host states"),
     (svc(0, timestamp="yesterday"), "results[0].timestamp", "ISO-8601"),
@@ -132,7 +134,9 @@ async def test_partial_batch_keeps_the_valid_items(client):
     assert got["errors"] == [{"index": 1, "field": "results[1].state", "message": "9 is out of range (service states are 0-3)"}]
 
 
-async def test_timestamps_iso_and_epoch_and_future_clamped(client):
+async def test_timestamps_iso_and_epoch_and_future_clamped(aiohttp_client, tmp_path):
+    # Results from 2026 at T0 (2027) are a year old: kept only while forget_after is longer than that.
+    client = await aiohttp_client(make(tmp_path, passive_forget_after=400 * 86400.0))
     store = client.server.app[PASSIVE].store
     await push(client, [svc(1, timestamp="2026-01-01T00:00:00Z")])
     assert store.services[("web-1", "HTTP")].last_check == 1767225600
@@ -162,7 +166,7 @@ async def test_body_errors(client, raw, status, field):
 
 
 async def test_empty_batch_is_fine(client):
-    assert await push(client, {"results": []}) == {"accepted": 0, "ignored": 0, "invalid": 0, "errors": []}
+    assert await push(client, {"results": []}) == {"accepted": 0, "ignored": 0, "refused": 0, "invalid": 0, "errors": []}
 
 
 @pytest.mark.parametrize(
@@ -310,17 +314,17 @@ async def test_many_pushes_coalesce_into_few_rebuilds(client, monkeypatch):
     live, hub = client.server.app[LIVE], client.server.app[PASSIVE]
     calls: list[tuple[float, float]] = []  # (start, end) of each rebuild, loop time
     first_done = asyncio.Event()  # the first rebuild stays in progress until all 40 pushes are in
-    original = live.publish_source
+    original = live.publish_changes
 
-    async def counted(view):
+    async def counted(*args):
         loop = asyncio.get_running_loop()
         start = loop.time()
         if not calls:
             await first_done.wait()
-        await original(view)
+        await original(*args)
         calls.append((start, loop.time()))
 
-    monkeypatch.setattr(live, "publish_source", counted)  # the publisher merges off the loop
+    monkeypatch.setattr(live, "publish_changes", counted)  # what the publisher calls for each rebuild
     for i in range(40):
         await push(client, [svc(i % 4, timestamp=T0 - 100 + i)])
     first_done.set()
@@ -361,36 +365,37 @@ def test_check_filter_globs_and_cache():
 
 def test_store_keeps_last_state_change_while_state_holds():
     store = PassiveStore(web_config())
-    store.submit([Result("web-1", "HTTP", 2, "a", 100.0)])
-    store.submit([Result("web-1", "HTTP", 2, "b", 200.0)])
+    store.submit([Result("web-1", "HTTP", 2, "a", 100.0)], 100.0)
+    store.submit([Result("web-1", "HTTP", 2, "b", 200.0)], 200.0)
     assert store.services[("web-1", "HTTP")].last_state_change == 100
-    store.submit([Result("web-1", "HTTP", 0, "c", 300.0)])
+    store.submit([Result("web-1", "HTTP", 0, "c", 300.0)], 300.0)
     assert store.services[("web-1", "HTTP")].last_state_change == 300
 
 
 def test_store_view_is_a_stable_copy():
     store = PassiveStore(web_config())
-    assert store.view(0.0) is None  # nothing pushed: claims nothing
-    store.submit([Result("web-1", "HTTP", 2, "a", 100.0)])
-    first = store.view(150.0)
-    assert first is not None and first.name == "passive" and first.annotated is False
-    assert store.view(150.0).data is first.data  # unchanged store: same object (Matcher caches by identity)
-    store.submit([Result("db-1", "PostgreSQL", 0, "b", 120.0)])
+    assert store.view().data is None  # nothing pushed: claims nothing
+    store.submit([Result("web-1", "HTTP", 2, "a", 100.0)], 150.0)
+    first = store.view()
+    assert first.data is not None and first.name == "passive" and first.annotated is False
+    assert store.view().data is first.data  # unchanged store: same object (Matcher caches by identity)
+    store.submit([Result("db-1", "PostgreSQL", 0, "b", 120.0)], 150.0)
     assert ("db-1", "PostgreSQL") not in first.data.services  # published data is never mutated
 
 
 def test_store_stale_keys_per_check():
     store = PassiveStore(web_config(passive_stale_after=60))
-    store.submit([Result("web-1", "HTTP", 0, "", 100.0), Result("db-1", "PostgreSQL", 0, "", 200.0)])
+    store.submit([Result("web-1", "HTTP", 0, "", 100.0), Result("db-1", "PostgreSQL", 0, "", 200.0)], 200.0)
     assert store.stale_keys(150.0) == frozenset()
     assert store.stale_keys(170.0) == {("web-1", "HTTP")}
-    store.submit([Result("web-1", "HTTP", 0, "", 240.0)])
+    store.submit([Result("web-1", "HTTP", 0, "", 240.0)], 240.0)
     assert store.stale_keys(270.0) == {("db-1", "PostgreSQL")}
-    store.submit([Result("web-1", None, 0, "", 50.0)])  # a new check can arrive already old
+    assert store.view().health.stale is False
+    store.submit([Result("web-1", None, 0, "", 50.0)], 270.0)  # a new check can arrive already old
     assert store.stale_keys(270.0) == {("db-1", "PostgreSQL"), ("web-1", None)}
-    view = store.view(400.0)
-    assert view is not None and view.health.stale and view.health.data_created == 240.0
-    assert store.view(280.0).health.stale is False
+    store.stale_keys(400.0)
+    view = store.view()
+    assert view.health.stale and view.health.data_created == 240.0
 
 
 def test_store_scales_to_100k_keys(monkeypatch):
@@ -401,13 +406,14 @@ def test_store_scales_to_100k_keys(monkeypatch):
     matched = CountingPattern(store._filter._service)
     store._filter._service = matched  # type: ignore[assignment]
     stored = record_threads(monkeypatch, store, "_store")
-    assert store.submit(results) == (100_000, 0)
+    assert store.submit(results, 100.0) == (100_000, 0, 0)
     assert (matched.calls, len(stored)) == (100_000, 100_000)
-    assert store.submit([r._replace(timestamp=200.0) for r in results]) == (100_000, 0)
+    assert store.submit([r._replace(timestamp=200.0) for r in results], 200.0) == (100_000, 0, 0)
     assert (matched.calls, len(stored)) == (100_000, 200_000)  # cached pattern decisions
-    view = store.view(1000.0)
-    assert view is not None and len(view.data.services) == len(store) == 100_000
-    assert store.view(1000.0).data is view.data  # built once per change, not per publish
+    store.take(1000.0)
+    view = store.view()
+    assert view.data is not None and len(view.data.services) == len(store) == 100_000
+    assert store.view().data is view.data  # built once per change, not per publish
 
 
 class CountingPattern:
@@ -469,7 +475,7 @@ def test_random_bodies_never_500(server, body):
     assert status in (200, 400, 422), (status, got)
     assert isinstance(got, dict)
     if status == 200:
-        assert set(got) == {"accepted", "ignored", "invalid", "errors"}
+        assert set(got) == {"accepted", "ignored", "refused", "invalid", "errors"}
     else:
         assert got["error"]["status"] == status and isinstance(got["error"]["message"], str)
 
