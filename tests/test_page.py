@@ -6,7 +6,7 @@ import asyncio
 import re
 import threading
 import time
-from datetime import UTC, date, datetime
+from datetime import date
 from html.parser import HTMLParser
 from importlib import resources
 from itertools import pairwise
