@@ -26,8 +26,8 @@ from bridge.views_metrics import SCRAPE
 from tests.conftest import check, free_port, metric_samples, status_data, web_config
 
 FRESH = SourceHealth(stale=False, data_created=1_700_000_000.0)
-# What the app registers: the page, its sources, Icinga, the limiter, passive pushes, build info, process/platform/GC.
-COLLECTORS = {"SnapshotCollector", "SourceCollector", "IcingaCollector", "LimiterCollector", "PassiveCollector",
+# What the app registers: the page, its sources, Icinga, the limiter, passive pushes, connections, build info, process/platform/GC.
+COLLECTORS = {"SnapshotCollector", "SourceCollector", "IcingaCollector", "LimiterCollector", "PassiveCollector", "ConnectionsCollector",
               "Info", "ProcessCollector", "PlatformCollector", "GCCollector"}  # fmt: skip
 # Families whose values move by themselves between two encodings (CPU time, RSS, GC counts).
 MOVING = ("process_", "python_gc_")

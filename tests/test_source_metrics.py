@@ -191,11 +191,11 @@ async def test_preparing_time_and_updates_belong_to_the_source_whose_data_change
     core = status_data(check("web-1", "HTTP", 2))
     real_prepare, slow = bridge.live.prepare, [core]
 
-    def prepare(data: StatusData, *args: Any) -> None:
+    def prepare(data: StatusData, *args: Any, **kw: Any) -> None:
         if slow and data is slow[0]:
             slow.pop()
             time.sleep(0.2)  # as preparing a big status.dat does, once, in the tailer's thread
-        real_prepare(data, *args)
+        real_prepare(data, *args, **kw)
 
     monkeypatch.setattr(bridge.live, "prepare", prepare)
     fresh = SourceHealth(stale=False, data_created=core.created)
