@@ -21,7 +21,8 @@ from bridge.notices import Notice
 from bridge.page_state import page_state
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpus"
+# status.dat written by a real Nagios 4.4.6 (1k services; copied from the steering repo's shared corpus).
+CORPUS = REPO / "tests" / "data"
 
 
 def require_real(what: str, available: bool) -> None:

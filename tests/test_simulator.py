@@ -95,7 +95,6 @@ def test_render_parses_through_a_walk() -> None:
             assert "\n" not in cs.plugin_output
 
 
-@pytest.mark.skipif(not CORPUS.exists(), reason="the shared Nagios 4.4.6 corpus is not beside this checkout")
 def test_blocks_have_nagios_keys_in_nagios_order() -> None:
     reference: dict[str, list[str]] = {}
     for name, pairs in blocks(gzip.open(CORPUS, "rt", errors="replace").read()):

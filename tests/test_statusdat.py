@@ -10,7 +10,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,9 +18,7 @@ from hypothesis import strategies as st
 import bridge.statusdat as statusdat_module
 from bridge.model import CheckState, StatusData
 from bridge.statusdat import StatusDatError, parse
-
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
-
+from tests.conftest import CORPUS
 
 # --- a deliberately naive reference parser: one line at a time, no shortcuts -------------
 
@@ -160,9 +157,7 @@ def naive_parse(data: bytes) -> StatusData:
 
 @cache
 def corpus(name: str) -> bytes:
-    """A corpus file, decompressed; skip when the shared corpus is not checked out."""
-    if not CORPUS.is_dir():
-        pytest.skip(f"corpus directory {CORPUS} is missing")
+    """A corpus file (tests/data), decompressed."""
     return gzip.decompress((CORPUS / name).read_bytes())
 
 
